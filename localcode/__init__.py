@@ -1,0 +1,1 @@
+"""localcode: turn developer machines into local-model Claude Code workstations."""
