@@ -1,0 +1,46 @@
+# localcode: `make demo` runs the main job on the built-in lab fleet; `make test` runs the tests.
+# Both work as root on a fresh Debian/Ubuntu machine: `make setup` installs what they need.
+
+VENV := .venv
+BIN := $(VENV)/bin
+# command:Debian package pairs the lab needs on the control machine
+LAB_TOOLS := debootstrap:debootstrap systemd-nspawn:systemd-container nginx:nginx-light socat:socat \
+	nft:nftables zstd:zstd ip:iproute2 ssh:openssh-client curl:curl npm:npm dpkg-deb:dpkg
+
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lab-up lab-down clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@missing=$$(for pair in $(LAB_TOOLS); do command -v $${pair%%:*} >/dev/null || echo $${pair#*:}; done); \
+	python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		policy=/usr/sbin/policy-rc.d; own_policy=; \
+		if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy; chmod +x $$policy; own_policy=1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		rc=$$?; [ -z "$$own_policy" ] || rm -f $$policy; [ $$rc -eq 0 ] || exit $$rc; \
+	fi
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+demo: setup
+	$(BIN)/localcode lab up
+	$(BIN)/localcode lab status
+	$(BIN)/localcode lab down
+
+test: setup
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lab-up: setup
+	$(BIN)/localcode lab up
+
+lab-down: setup
+	$(BIN)/localcode lab down
+
+clean: lab-down
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,82 @@
+"""The lab's "internet": a release mirror (nginx) and an OCI model registry (docker-registry)
+on the control machine, offered to online hosts only, through unix sockets bridged into each
+online host's network namespace. Air-gapped hosts get no bridge, so they reach nothing."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+from . import mirror, registry
+from .paths import CACHE_DIR
+from .procs import spawn
+from .spec import LabSpec
+from .state import LabState
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_socket(path: Path, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            with socket.socket(socket.AF_UNIX) as sock:
+                try:
+                    sock.connect(str(path))
+                    return
+                except OSError:
+                    pass
+        time.sleep(0.05)
+    raise RuntimeError(f"lab service did not come up on {path}")
+
+
+def start(spec: LabSpec, state: LabState, base: Path, log=print) -> None:
+    """Build (or reuse) the mirror tree and registry storage, then start both services.
+    Each listens on a control-side unix socket that online hosts are bridged to."""
+    run = base / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    services = state.data.setdefault("services", {"procs": []})
+    mirror_root = mirror.build_mirror_tree(
+        CACHE_DIR / "mirror" / spec.name,
+        list(spec.internet.ollama_versions),
+        spec.internet.claude_code_version,
+        spec.internet.registry_url,
+    )
+    services["mirror_root"] = str(mirror_root)
+    services["mirror_socket"] = str(run / "mirror.sock")
+    services["mirror_tcp_port"] = _free_port()
+    conf = run / "nginx.conf"
+    mirror.write_nginx_config(conf, mirror_root, run / "mirror.sock", services["mirror_tcp_port"], run / "nginx")
+    state.add_proc(services, spawn(mirror.nginx_argv(conf), run / "nginx.log"))
+
+    storage = registry.seeded_storage()
+    services["registry_tcp_port"] = _free_port()
+    services["registry_socket"] = str(run / "registry.sock")
+    reg_conf = run / "registry.yml"
+    registry.write_config(reg_conf, storage, f"127.0.0.1:{services['registry_tcp_port']}")
+    state.add_proc(services, spawn(registry.registry_argv(reg_conf), run / "registry.log"))
+    relay = ["socat", f"UNIX-LISTEN:{run / 'registry.sock'},fork,mode=600",
+             f"TCP:127.0.0.1:{services['registry_tcp_port']}"]
+    state.add_proc(services, spawn(relay, run / "registry-relay.log"))
+    _wait_for_socket(run / "mirror.sock")
+    _wait_for_socket(run / "registry.sock")
+    log(f"internet: mirror {mirror_root} and model registry up")
+
+
+def bridge_argvs(spec: LabSpec, state: LabState, netns: str) -> list[list[str]]:
+    """Commands that make the mirror and registry appear on 127.0.0.1 inside one host."""
+    services = state.data["services"]
+    pairs = (
+        (spec.internet.mirror_port, services["mirror_socket"]),
+        (spec.internet.registry_port, services["registry_socket"]),
+    )
+    return [
+        ["ip", "netns", "exec", netns, "socat",
+         f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr", f"UNIX-CONNECT:{sock}"]
+        for port, sock in pairs
+    ]
