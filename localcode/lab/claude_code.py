@@ -162,9 +162,13 @@ def _locked(lock_path: Path):
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-def _npm_env() -> dict[str, str]:
+def _npm_env(npm_cache: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(npm_config_update_notifier="false", npm_config_fund="false", npm_config_audit="false")
+    if npm_cache is not None:
+        # A throwaway npm cache: nothing stale from ~/.npm can answer, and the 175 MB tarball is
+        # not kept twice (ours is the cache).
+        env["npm_config_cache"] = str(npm_cache)
     return env
 
 
@@ -195,12 +199,12 @@ def _verify_integrity(path: Path, integrity: str, shasum: str | None, size: int 
         raise ClaudeCodeFetchError(f"{path}: sha1 {hashes['sha1'].hexdigest()} != shasum {shasum} reported by npm")
 
 
-def _publish_time(name: str, version: str) -> str | None:
+def _publish_time(name: str, version: str, npm_cache: Path | None = None) -> str | None:
     """The registry's publish time of name@version as "YYYY-MM-DDTHH:MM:SSZ" (None if npm can't say)."""
     try:
         out = subprocess.run(
             [_npm(), "view", f"{name}@{version}", "time", "--json"],
-            capture_output=True, text=True, timeout=120, env=_npm_env(), cwd=tempfile.gettempdir(),
+            capture_output=True, text=True, timeout=120, env=_npm_env(npm_cache), cwd=tempfile.gettempdir(),
         )
         stamp = json.loads(out.stdout)[version]
         when = datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(timezone.utc)
@@ -248,9 +252,10 @@ def npm_pack(name: str, version: str, dest_dir: Path) -> NpmTarball:
     dest_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=dest_dir, prefix=".pack-"))
     try:
+        (work / "out").mkdir()
         proc = subprocess.run(
-            [_npm(), "pack", "--json", "--pack-destination", str(work), f"{name}@{version}"],
-            capture_output=True, text=True, timeout=_NPM_TIMEOUT_S, env=_npm_env(), cwd=work,
+            [_npm(), "pack", "--json", "--pack-destination", str(work / "out"), f"{name}@{version}"],
+            capture_output=True, text=True, timeout=_NPM_TIMEOUT_S, env=_npm_env(work / ".npm-cache"), cwd=work,
         )
         if proc.returncode != 0:
             raise ClaudeCodeFetchError(f"npm pack {name}@{version} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
@@ -262,7 +267,7 @@ def npm_pack(name: str, version: str, dest_dir: Path) -> NpmTarball:
             raise ClaudeCodeFetchError(
                 f"npm pack {name}@{version} produced {report.get('name')}@{report.get('version')} (stale npm cache?)"
             )
-        packed = work / report["filename"]
+        packed = work / "out" / Path(str(report.get("filename"))).name
         integrity = report.get("integrity") or ""
         known = KNOWN_INTEGRITY.get((name, version))
         if known and known not in integrity.split():
@@ -279,7 +284,7 @@ def npm_pack(name: str, version: str, dest_dir: Path) -> NpmTarball:
             "shasum": report.get("shasum"),
             "size": size,
             "mtime_ns": st.st_mtime_ns,
-            "published": _publish_time(name, version),
+            "published": _publish_time(name, version, work / ".npm-cache"),
         }
         _atomic_write_text(tgz.with_name(tgz.name + ".json"), json.dumps(meta, indent=2) + "\n")
         return NpmTarball(name, version, tgz, integrity, meta["shasum"], size, meta["published"])

@@ -229,6 +229,10 @@ def _teardown(state: LabState, log=print) -> None:
     stopped = stop_all(state.all_procs(), timeout=15)
     problems: list[str] = []
     for name, host in state.data.get("hosts", {}).items():
+        try:
+            remove_cgroups([Path(c) for c in host.get("cgroups", [])])
+        except OSError as exc:
+            problems.append(f"{name}: cgroup: {exc}")
         for mount in reversed(host.get("mounts", [])):
             if os.path.ismount(mount):
                 result = _run("umount", mount, check=False)
@@ -240,10 +244,6 @@ def _teardown(state: LabState, log=print) -> None:
             _run("ip", "link", "del", host["veth"], check=False)
         if host.get("machine"):
             shutil.rmtree(f"/run/systemd/nspawn/propagate/{host['machine']}", ignore_errors=True)
-        try:
-            remove_cgroups([Path(c) for c in host.get("cgroups", [])])
-        except OSError as exc:
-            problems.append(f"{name}: cgroup: {exc}")
     if state.data.get("nft_created"):
         _run("nft", "delete", "table", "inet", state.data["nft_table"], check=False)
     if problems:

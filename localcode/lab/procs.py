@@ -82,11 +82,32 @@ def stop_all(records: list[ProcRecord], timeout: float = 10.0) -> list[ProcRecor
     return running
 
 
-def remove_cgroups(cgroups: list[Path]) -> None:
-    """Remove cgroup directories bottom-up (a container's systemd creates children in them)."""
-    for cgroup in cgroups:
-        if not cgroup.is_dir():
-            continue
+def _cgroup_pids(cgroup: Path) -> set[int]:
+    pids: set[int] = set()
+    for procs in cgroup.rglob("cgroup.procs"):
+        try:
+            pids.update(int(line) for line in procs.read_text().split())
+        except OSError:
+            pass
+    return pids
+
+
+def remove_cgroups(cgroups: list[Path], timeout: float = 10.0) -> None:
+    """SIGKILL whatever still runs in the lab's own cgroups (a container whose systemd-nspawn
+    died leaves its systemd running), then remove the directories bottom-up."""
+    existing = [c for c in cgroups if c.is_dir()]
+    deadline = time.monotonic() + timeout
+    while pids := set().union(*(_cgroup_pids(c) for c in existing)):
+        if time.monotonic() > deadline:
+            raise OSError(f"processes {sorted(pids)} survive SIGKILL in {existing}")
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _reap()
+        time.sleep(0.05)
+    for cgroup in existing:
         for sub in sorted((p for p in cgroup.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
             sub.rmdir()
         cgroup.rmdir()
