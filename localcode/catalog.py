@@ -30,8 +30,15 @@ def check_version(value: str) -> str:
     return value
 
 
+def check_model_tag(value: str) -> str:
+    if len(value) > 120 or not re.fullmatch(MODEL_TAG_PATTERN, value):
+        raise ValueError("expected an Ollama model name like qwen3-coder:30b or team/model:tag "
+                         "(lowercase letters, digits, '.', '_', '-'; one ':' before the tag)")
+    return value
+
+
 VersionStr = Annotated[str, AfterValidator(check_version)]
-ModelTag = Annotated[str, Field(pattern=MODEL_TAG_PATTERN, max_length=120)]
+ModelTag = Annotated[str, AfterValidator(check_model_tag)]
 
 
 class CatalogEntry(BaseModel):

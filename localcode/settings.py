@@ -1,0 +1,140 @@
+"""Every value a deploy takes from inventory and group_data, validated before any host is
+touched. A bad value stops the whole run with a message naming host, key, value and what was
+expected."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Annotated, Any, Literal
+
+from packaging.version import Version
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pyinfra.api.exceptions import PyinfraError
+
+from .catalog import Catalog, CatalogEntry, ModelTag, VersionStr, effective_catalog
+from .sizing import MiB, GiB, Override, Policy
+
+def _check_user_name(value: str) -> str:
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value):
+        raise ValueError("expected a POSIX login name (lowercase letters, digits, '_', '-'; at most 32)")
+    return value
+
+
+UserName = Annotated[str, AfterValidator(_check_user_name)]
+# Data keys that belong to pyinfra itself (connectors, global arguments), not to us.
+PYINFRA_KEY_PREFIXES = ("ssh_", "local_", "chroot_", "docker_", "podman_", "winrm_", "vagrant_",
+                        "terraform_", "dockerssh_", "_")
+
+
+class ConfigError(PyinfraError):
+    """Invalid inventory or group_data; pyinfra prints it without a traceback and exits 1."""
+
+
+class HostConfig(BaseModel):
+    """The localcode keys of one host's data (defaults documented in group_data/all.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    developer_users: tuple[UserName, ...] = ()
+    network: Literal["online", "airgapped"] = "online"
+
+    # Overrides of the sizing decision.
+    model: ModelTag | None = None
+    num_ctx: int | None = Field(default=None, ge=2048, le=1048576)
+    kv_cache_type: Literal["f16", "q8_0", "q4_0"] | None = None
+
+    # Catalog and sizing policy.
+    model_preferences: tuple[ModelTag, ...] = ()
+    extra_models: tuple[CatalogEntry, ...] = ()
+    min_context: int = Field(default=65536, ge=16384, le=1048576)
+    kv_cache_types: tuple[Literal["f16", "q8_0", "q4_0"], ...] = Field(default=("f16", "q8_0"), min_length=1)
+    gpu_reserve_mib: int = Field(default=457, ge=0, le=65536)
+    metal_reserve_mib: int = Field(default=512, ge=0, le=65536)
+    compute_buffer_mib: int = Field(default=2048, ge=0, le=65536)
+    os_reserve_gib: float = Field(default=4.0, ge=0, le=1024)
+    num_parallel: int = Field(default=1, ge=1, le=64)
+    allow_cpu: bool = True
+    slow_max_active_params_b: float = Field(default=5.0, gt=0, le=1000)
+
+    # Ollama versions.
+    ollama_min_version: VersionStr = "0.14.3"
+    ollama_version: VersionStr = "0.30.0"
+    ollama_upgrade: bool = False
+
+    def catalog(self) -> Catalog:
+        return effective_catalog(self.extra_models, self.model_preferences)
+
+    def policy(self) -> Policy:
+        return Policy(
+            min_context=self.min_context, kv_cache_types=self.kv_cache_types,
+            gpu_reserve_bytes=self.gpu_reserve_mib * MiB, metal_reserve_bytes=self.metal_reserve_mib * MiB,
+            compute_buffer_bytes=self.compute_buffer_mib * MiB, os_reserve_bytes=int(self.os_reserve_gib * GiB),
+            num_parallel=self.num_parallel, allow_cpu=self.allow_cpu,
+            slow_max_active_params_b=self.slow_max_active_params_b,
+        )
+
+    def override(self) -> Override:
+        return Override(self.model, self.num_ctx, self.kv_cache_type)
+
+
+def our_keys(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if not k.startswith(PYINFRA_KEY_PREFIXES)}
+
+
+def validate_host_data(host_name: str, data: dict[str, Any]) -> HostConfig:
+    """Validate one host's merged data; ConfigError lists every problem with host and key."""
+    ours = our_keys(data)
+    try:
+        config = HostConfig.model_validate(ours)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(host_name, exc)) from None
+    problems = _cross_check(config)
+    if problems:
+        raise ConfigError("\n".join([f"invalid data for host {host_name}:", *problems]))
+    return config
+
+
+def _cross_check(config: HostConfig) -> list[str]:
+    """Checks that involve several keys or the catalog."""
+    try:
+        known = config.catalog().by_tag()
+    except ValueError as exc:
+        return [f"  model_preferences = {list(config.model_preferences)!r}: {exc}"]
+    problems = []
+    if config.model is not None and config.model not in known:
+        problems.append(f"  model = {config.model!r}: not in the catalog; expected one of {sorted(known)} "
+                        f"or a model added under extra_models")
+    if Version(config.ollama_version) < Version(config.ollama_min_version):
+        problems.append(f"  ollama_version = {config.ollama_version!r}: below ollama_min_version "
+                        f"{config.ollama_min_version!r}")
+    return problems
+
+
+def format_errors(host_name: str, exc: ValidationError) -> str:
+    lines = [f"invalid data for host {host_name}:"]
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        key = ".".join(loc) or "(host data)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(loc[0], HostConfig.model_fields, n=1)
+            msg = "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
+        value = err.get("input")
+        shown = f" = {value!r}" if loc and not isinstance(value, dict) else ""
+        lines.append(f"  {key}{shown}: {msg}")
+    return "\n".join(lines)
+
+
+def validate_inventory(hosts: list[tuple[str, dict[str, Any]]]) -> dict[str, HostConfig]:
+    """Validate every host before any is touched; one error lists all bad hosts."""
+    configs: dict[str, HostConfig] = {}
+    problems: list[str] = []
+    for name, data in hosts:
+        try:
+            configs[name] = validate_host_data(name, data)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigError("\n".join(problems) + "\nno host was changed.")
+    return configs

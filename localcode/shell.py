@@ -1,0 +1,18 @@
+"""The one place that builds and quotes shell commands. Data (model names, paths, users,
+URLs) only ever reaches a shell through these helpers, never through string formatting."""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra.api import QuoteString, StringCommand
+
+
+def sh_quote(value: str) -> str:
+    """Quote one word for a POSIX shell (facts build their command as a plain string)."""
+    return shlex.quote(value)
+
+
+def command(program: str, *args: str | QuoteString) -> StringCommand:
+    """An operation command: the program is ours, every argument is quoted by pyinfra."""
+    return StringCommand(program, *(a if isinstance(a, QuoteString) else QuoteString(a) for a in args))
