@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -39,6 +40,44 @@ def _lab(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from . import plan
+    from .settings import ConfigError, validate_host_data
+    from .sizing import GiB, Gpu, Hardware
+
+    if args.inventory:
+        from .gather import gather_plans
+
+        try:
+            plans = gather_plans(args.inventory)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(plan.as_json(plans) if args.json else plan.table(plans))
+        return 1 if any(p.error for p in plans) else 0
+    if args.ram_gib is None:
+        print("error: give an inventory, or a what-if machine with --ram-gib", file=sys.stderr)
+        return 2
+    gpus = tuple(Gpu("nvidia", int(g * GiB)) for g in args.nvidia_gib) + tuple(
+        Gpu("amd", int(g * GiB)) for g in args.amd_gib)
+    if args.cpu_only and (gpus or args.apple):
+        print("error: --cpu-only excludes --apple, --nvidia-gib and --amd-gib", file=sys.stderr)
+        return 2
+    hw = Hardware(int(args.ram_gib * GiB), () if args.apple else gpus, args.apple,
+                  args.wired_limit_mb * 1024**2 if args.wired_limit_mb else None)
+    overrides = {k: v for k, v in (("model", args.model), ("num_ctx", args.num_ctx),
+                                   ("kv_cache_type", args.kv_cache_type)) if v is not None}
+    try:
+        config = validate_host_data("what-if", overrides)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    decision = plan.size(config, hw)
+    result = plan.HostPlan("what-if", plan.describe(hw), decision, decision.warnings)
+    print(json.dumps(result.as_dict(), indent=2) if args.json else plan.table([result]))
+    return 0
+
+
 def _print_status(rows: list[dict[str, object]]) -> None:
     if not rows:
         return
@@ -57,6 +96,20 @@ def main(argv: list[str] | None = None) -> int:
     lab.add_argument("--spec", type=Path, default=DEFAULT_LAB_SPEC, help="lab file (default: %(default)s)")
     lab.add_argument("--name", help="lab name (default: the name in the lab file)")
     lab.set_defaults(handler=_lab)
+
+    what = commands.add_parser("plan", help="size models for hosts (an inventory) or a what-if machine")
+    what.add_argument("inventory", nargs="?", help="pyinfra inventory file: gather facts from its hosts")
+    what.add_argument("--ram-gib", type=float, help="what-if: system RAM (unified memory on Apple)")
+    what.add_argument("--apple", action="store_true", help="what-if: Apple Silicon")
+    what.add_argument("--wired-limit-mb", type=int, help="what-if: sysctl iogpu.wired_limit_mb")
+    what.add_argument("--nvidia-gib", type=float, action="append", default=[], help="what-if: an NVIDIA GPU (repeat)")
+    what.add_argument("--amd-gib", type=float, action="append", default=[], help="what-if: an AMD GPU (repeat)")
+    what.add_argument("--cpu-only", action="store_true", help="what-if: no GPU")
+    what.add_argument("--model", help="override: model tag")
+    what.add_argument("--num-ctx", type=int, help="override: context length")
+    what.add_argument("--kv-cache-type", help="override: f16, q8_0 or q4_0")
+    what.add_argument("--json", action="store_true", help="machine-readable output")
+    what.set_defaults(handler=_plan)
     args = parser.parse_args(argv)
     return args.handler(args)
 

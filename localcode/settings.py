@@ -138,3 +138,15 @@ def validate_inventory(hosts: list[tuple[str, dict[str, Any]]]) -> dict[str, Hos
     if problems:
         raise ConfigError("\n".join(problems) + "\nno host was changed.")
     return configs
+
+
+_VALIDATED: dict[int, dict[str, HostConfig]] = {}
+
+
+def host_config(host, inventory) -> HostConfig:
+    """This host's validated config. The first call validates *every* host of the inventory,
+    so one bad value anywhere stops the run before any host is changed."""
+    key = id(inventory)
+    if key not in _VALIDATED:
+        _VALIDATED[key] = validate_inventory([(h.name, h.data.dict()) for h in inventory])
+    return _VALIDATED[key][host.name]

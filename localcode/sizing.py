@@ -278,6 +278,9 @@ def _decide_override(hw: Hardware, models: list[ModelSpec], policy: Policy, over
                         f"(expect CPU offload or out-of-memory failures)")
         chosen = (tier, ctx, kv, need)
     tier, ctx, kv, need = chosen
+    if tier.slow and not tiers[0].slow:
+        warnings.append(f"override does not fit in GPU memory ({gib(tiers[0].bytes)}): layers will be "
+                        f"split onto the CPU (slow)")
     if ctx < policy.min_context:
         warnings.append(f"num_ctx {ctx} is below {policy.min_context}: Claude Code's first request "
                         f"alone is ~12K tokens and long sessions will be truncated")

@@ -1,0 +1,37 @@
+"""Defaults for every host. Each key is validated (localcode/settings.py) before any host is
+touched; override per group (group_data/<group>.py) or per host (inventory data)."""
+
+# Developer accounts to wire Claude Code for (login names that exist on the host).
+developer_users = []
+
+# "online" hosts download from the internet (or a mirror); "airgapped" hosts reach nothing.
+network = "online"
+
+# --- Sizing ---------------------------------------------------------------------------------
+# Overrides of the automatic choice (None = let sizing decide). Checked against the memory
+# budget: an override that does not fit is applied with a warning, never silently.
+model = None            # e.g. "qwen3-coder:30b"
+num_ctx = None          # e.g. 131072
+kv_cache_type = None    # "f16" | "q8_0" | "q4_0"
+
+# Models to prefer, best first (the rest keep the catalog's order), and models to add to the
+# catalog (same fields as localcode/catalog.yaml, every number with its source).
+model_preferences = []
+extra_models = []
+
+# Smallest context worth running Claude Code with: its first request alone is ~12K tokens.
+min_context = 65536
+# KV cache types to consider, in order of preference (quantized ones force flash attention).
+kv_cache_types = ["f16", "q8_0"]
+gpu_reserve_mib = 457         # per GPU, kept free by Ollama (CUDA/ROCm)
+metal_reserve_mib = 512       # Apple Silicon
+compute_buffer_mib = 2048     # llama.cpp compute graph; >= 0.30 uses batch 2048 above 32K
+os_reserve_gib = 4.0          # RAM left to the OS and the developer's tools on CPU hosts
+num_parallel = 1              # OLLAMA_NUM_PARALLEL: KV memory is multiplied by it
+allow_cpu = True              # size CPU-only hosts (slow) instead of leaving them without a model
+slow_max_active_params_b = 5.0  # on CPU / split hosts only MoE or small models (speed)
+
+# --- Ollama ---------------------------------------------------------------------------------
+ollama_min_version = "0.14.3"  # the floor; raised to the chosen model's minimum
+ollama_version = "0.30.0"      # the pinned target for installs and upgrades
+ollama_upgrade = False         # upgrade hosts already at or above the floor to the target

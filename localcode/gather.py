@@ -1,0 +1,37 @@
+"""`localcode plan INVENTORY`: connect to the hosts, read their hardware (one round trip
+each, in parallel) and size them, without changing anything."""
+
+from __future__ import annotations
+
+import os
+
+from pyinfra.api import Config, State
+from pyinfra.api.connect import connect_all, disconnect_all
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.api.facts import get_facts
+from pyinfra_cli.inventory import make_inventory
+
+from .facts import HardwareFact
+from .plan import HostPlan, plan_host
+from .settings import validate_inventory
+
+
+def gather_plans(inventory_path: str) -> list[HostPlan]:
+    inventory = make_inventory(inventory_path, cwd=os.getcwd())
+    configs = validate_inventory([(h.name, h.data.dict()) for h in inventory])
+    state = State(inventory, Config())
+    try:
+        connect_all(state)
+        facts = get_facts(state, HardwareFact)
+    finally:
+        disconnect_all(state)
+    plans = []
+    for host in inventory:
+        if host not in facts:
+            plans.append(HostPlan(host.name, "?", None, error="unreachable (SSH connection failed)"))
+            continue
+        try:
+            plans.append(plan_host(host.name, configs[host.name], facts[host]))
+        except (PyinfraError, ValueError) as exc:
+            plans.append(HostPlan(host.name, "?", None, error=str(exc)))
+    return plans

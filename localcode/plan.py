@@ -1,0 +1,101 @@
+"""The sizing plan: one decision per host with its reasoning, as a table for people and as
+JSON for machines. `size_host` is the deploy's step; the rest is pure."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from .facts import HardwareFact, HostHardware
+from .settings import HostConfig
+from .sizing import GiB, Decision, Hardware, decide, gib
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    host: str
+    hardware: str
+    decision: Decision | None
+    warnings: tuple[str, ...] = field(default=())
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        base: dict[str, object] = {"host": self.host, "hardware": self.hardware}
+        if self.decision is not None:
+            base.update(self.decision.as_dict())
+            base["warnings"] = list(self.warnings)
+        if self.error is not None:
+            base["error"] = self.error
+        return base
+
+
+def size(config: HostConfig, hw: Hardware) -> Decision:
+    models = [entry.spec() for entry in config.catalog().models]
+    return decide(hw, models, config.policy(), config.override())
+
+
+def describe(hw: Hardware) -> str:
+    parts = [f"{hw.ram_bytes / GiB:.0f} GiB RAM" + (" unified (Apple Silicon)" if hw.apple_silicon else "")]
+    parts += [f"{g.vendor} {g.vram_bytes / GiB:.0f} GiB" for g in hw.gpus]
+    if hw.wired_limit_bytes:
+        parts.append(f"iogpu limit {hw.wired_limit_bytes / GiB:.0f} GiB")
+    return ", ".join(parts) if hw.gpus or hw.apple_silicon else parts[0] + ", no GPU"
+
+
+def plan_host(name: str, config: HostConfig, facts: HostHardware) -> HostPlan:
+    hw = facts.hardware()
+    decision = size(config, hw)
+    return HostPlan(name, describe(hw), decision, facts.warnings + decision.warnings)
+
+
+def size_host(host, config: HostConfig) -> HostPlan:
+    """Deploy step: gather the hardware fact (one round trip), decide, and log the decision
+    with its reason so `pyinfra ... --dry` shows it."""
+    result = plan_host(host.name, config, host.get_fact(HardwareFact))
+    for line in plan_lines(result):
+        host.log(line)
+    return result
+
+
+def plan_lines(plan: HostPlan) -> list[str]:
+    d = plan.decision
+    if d is None:
+        return [f"sizing failed: {plan.error}"]
+    lines = [f"hardware: {plan.hardware} -> {d.tier}"]
+    if d.model is None:
+        lines.append(f"sizing: no model ({d.reason})")
+    else:
+        lines.append(f"sizing: {d.model} as {d.name}, num_ctx {d.num_ctx}, KV {d.kv_cache_type}"
+                     f"{' (flash attention on)' if d.flash_attention else ''}; budget {gib(d.budget_bytes)}, "
+                     f"need {gib(d.need_bytes)}, headroom {gib(d.headroom_bytes)}")
+        lines.append(f"why: {d.reason}")
+    lines += [f"warning: {w}" for w in plan.warnings]
+    return lines
+
+
+def table(plans: list[HostPlan]) -> str:
+    """A fleet table for people, the reasoning and warnings below it."""
+    header = ("HOST", "HARDWARE", "MODEL", "NUM_CTX", "KV", "BUDGET", "NEED", "HEADROOM", "TIER")
+    rows = []
+    for p in plans:
+        d = p.decision
+        if d is None:
+            rows.append((p.host, p.hardware, "ERROR", "-", "-", "-", "-", "-", p.error or ""))
+        elif d.model is None:
+            rows.append((p.host, p.hardware, "none fits", "-", "-", gib(d.budget_bytes), "-", "-", d.tier))
+        else:
+            rows.append((p.host, p.hardware, d.model, str(d.num_ctx), d.kv_cache_type, gib(d.budget_bytes),
+                         gib(d.need_bytes), gib(d.headroom_bytes), d.tier))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    out = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    out.append("")
+    for p in plans:
+        if p.decision is not None:
+            out.append(f"{p.host}: {p.decision.reason}")
+        for w in p.warnings:
+            out.append(f"{p.host}: warning: {w}")
+    return "\n".join(out)
+
+
+def as_json(plans: list[HostPlan]) -> str:
+    return json.dumps([p.as_dict() for p in plans], indent=2)
