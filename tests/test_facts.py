@@ -1,0 +1,108 @@
+"""Facts parse real command output; unparseable output fails that host with the raw text."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from pyinfra.api.exceptions import FactProcessError
+
+from localcode.facts import AccountsFact, HardwareFact, OllamaFact, parse_accounts, parse_hardware, parse_ollama
+from localcode.sizing import GiB, MiB
+
+M = "::localcode::"
+
+
+def test_linux_two_nvidia_gpus():
+    out = [f"{M}uname", "Linux", "x86_64", f"{M}meminfo", "MemTotal:       131595268 kB",
+           f"{M}nvidia", "NVIDIA RTX A5000, 24564", "NVIDIA RTX A5000, 24564", f"{M}nvidia-rc", "0"]
+    hw = parse_hardware(out)
+    assert hw.ram_bytes == 131595268 * 1024
+    assert [(g.vendor, g.vram_bytes, g.name) for g in hw.gpus] == [("nvidia", 24564 * MiB, "NVIDIA RTX A5000")] * 2
+    assert not hw.warnings and not hw.apple_silicon
+
+
+def test_nvidia_without_driver_is_a_warning_not_a_gpu():
+    out = [f"{M}uname", "Linux", "x86_64", f"{M}meminfo", "MemTotal: 65000000 kB", f"{M}nvidia",
+           "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.", f"{M}nvidia-rc", "9"]
+    hw = parse_hardware(out)
+    assert hw.gpus == () and "no working NVIDIA driver" in hw.warnings[0]
+
+
+def test_dgx_spark_reports_no_memory():
+    out = [f"{M}uname", "Linux", "aarch64", f"{M}meminfo", "MemTotal: 128000000 kB",
+           f"{M}nvidia", "NVIDIA GB10, [N/A]", f"{M}nvidia-rc", "0"]
+    hw = parse_hardware(out)
+    assert hw.gpus == () and "[N/A]" not in hw.warnings[0] and "no memory size" in hw.warnings[0]
+
+
+def test_amd_rocm_json():
+    out = [f"{M}uname", "Linux", "x86_64", f"{M}meminfo", "MemTotal: 32000000 kB", f"{M}amd",
+           '{"card0": {"VRAM Total Memory (B)": "17163091968", "VRAM Total Used Memory (B)": "1"}}',
+           f"{M}amd-rc", "0"]
+    assert parse_hardware(out).gpus[0].vram_bytes == 17163091968
+
+
+def test_apple_silicon_with_wired_limit():
+    out = [f"{M}uname", "Darwin", "arm64", f"{M}darwin", str(48 * GiB), "Apple M4 Pro", "40960"]
+    hw = parse_hardware(out)
+    assert hw.apple_silicon and hw.apple_chip == "Apple M4 Pro"
+    assert hw.hardware().wired_limit_bytes == 40 * GiB
+    assert parse_hardware(out[:-1] + ["0"]).wired_limit_bytes is None
+
+
+@pytest.mark.parametrize("out", [
+    [f"{M}uname", "Linux", "x86_64", f"{M}meminfo", "MemTotal: lots"],
+    [f"{M}uname", "Linux", "x86_64", f"{M}meminfo", "MemTotal: 1 kB", f"{M}nvidia", "garbage", f"{M}nvidia-rc", "0"],
+    [f"{M}uname", "Linux", "x86_64", f"{M}meminfo", "MemTotal: 1 kB", f"{M}amd", "{not json", f"{M}amd-rc", "0"],
+    ["bash: uname: command not found"],
+])
+def test_unparseable_output_fails_the_host_with_the_raw_text(out):
+    with pytest.raises(FactProcessError) as info:
+        parse_hardware(out)
+    assert out[-1] in str(info.value) or out[0] in str(info.value)
+
+
+def test_hardware_command_runs_here():
+    output = subprocess.run(["sh", "-c", HardwareFact().command()], capture_output=True, text=True).stdout
+    hw = parse_hardware(output.splitlines())
+    assert hw.os == "Linux" and hw.ram_bytes > GiB
+
+
+def test_ollama_binary_and_server_versions_are_separate():
+    out = [f"{M}bin", "/usr/local/bin/ollama", f"{M}client",
+           "Warning: could not connect to a running Ollama instance", "Warning: client version is 0.30.0",
+           f"{M}version", '{"version":"0.13.5"}', f"{M}tags",
+           '{"models":[{"name":"gpt-oss:20b","digest":"' + "a" * 64 + '","size":13780000000}]}']
+    state = parse_ollama(out)
+    assert (state.binary_version, state.server_version) == ("0.30.0", "0.13.5")
+    assert state.models[0].name == "gpt-oss:20b" and state.models[0].digest == "a" * 64
+
+
+def test_ollama_absent_and_server_down():
+    state = parse_ollama([f"{M}bin", "", f"{M}client", f"{M}version", "", f"{M}tags"])
+    assert state.binary is None and state.binary_version is None and state.server_version is None
+    with pytest.raises(FactProcessError, match="api/version"):
+        parse_ollama([f"{M}bin", "/x", f"{M}client", f"{M}version", "<html>"])
+
+
+def test_ollama_command_quotes_its_address():
+    assert "'http://127.0.0.1:11434; id'" in OllamaFact().command("127.0.0.1:11434; id")
+
+
+def test_accounts():
+    out = [f"{M}claude", "2.1.330 (Claude Code)", f"{M}users",
+           "dev:x:1000:1000::/home/dev:/bin/bash", "ghost:?missing"]
+    claude, accounts = parse_accounts(out)
+    assert claude == "2.1.330"
+    assert accounts["dev"].home == "/home/dev" and accounts["dev"].shell == "/bin/bash"
+    assert accounts["ghost"] is None
+    with pytest.raises(FactProcessError):
+        parse_accounts([f"{M}users", "dev:x:y"])
+
+
+def test_accounts_command_runs_here():
+    output = subprocess.run(["sh", "-c", AccountsFact().command(("root", "no-such-user"))],
+                            capture_output=True, text=True).stdout
+    _, accounts = parse_accounts(output.splitlines())
+    assert accounts["root"].uid == 0 and accounts["no-such-user"] is None

@@ -1,0 +1,168 @@
+"""Sizing over reference machines (each decision is listed in the README) and its properties."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from localcode.catalog import builtin_catalog
+from localcode.sizing import (
+    GiB, Decision, Gpu, Hardware, Override, Policy, budgets, decide, derived_name, metal_working_set,
+    need_bytes,
+)
+
+MODELS = [m.spec() for m in builtin_catalog().models]
+RANK = {m.tag: m.rank for m in MODELS}
+
+
+def nvidia(*sizes: int) -> tuple[Gpu, ...]:
+    return tuple(Gpu("nvidia", s * GiB) for s in sizes)
+
+
+# name: (hardware, expected model, expected num_ctx, expected KV type). The README's table
+# "Reference machines" lists the same decisions with their reasons.
+REFERENCE = {
+    "8 GiB CPU-only": (Hardware(8 * GiB), None, None, None),
+    "16 GiB Apple": (Hardware(16 * GiB, apple_silicon=True), None, None, None),
+    "32 GiB Apple": (Hardware(32 * GiB, apple_silicon=True), "gemma4:26b", 131072, "q8_0"),
+    "48 GiB Apple": (Hardware(48 * GiB, apple_silicon=True), "devstral-small-2:24b", 196608, "q8_0"),
+    "64 GiB Apple": (Hardware(64 * GiB, apple_silicon=True), "devstral-small-2:24b", 262144, "q8_0"),
+    "128 GiB Apple": (Hardware(128 * GiB, apple_silicon=True), "devstral-small-2:24b", 262144, "f16"),
+    "12 GiB NVIDIA + 32 GiB RAM": (Hardware(32 * GiB, nvidia(12)), "qwen3-coder:30b", 262144, "q8_0"),
+    "16 GiB NVIDIA + 32 GiB RAM": (Hardware(32 * GiB, nvidia(16)), "gemma4:e4b", 131072, "f16"),
+    "24 GiB NVIDIA + 64 GiB RAM": (Hardware(64 * GiB, nvidia(24)), "devstral-small-2:24b", 65536, "q8_0"),
+    "2x24 GiB NVIDIA + 128 GiB RAM": (Hardware(128 * GiB, nvidia(24, 24)), "devstral-small-2:24b", 262144, "q8_0"),
+    "80 GiB NVIDIA + 256 GiB RAM": (Hardware(256 * GiB, nvidia(80)), "devstral-small-2:24b", 262144, "f16"),
+    "16 GiB AMD + 32 GiB RAM": (Hardware(32 * GiB, (Gpu("amd", 16 * GiB),)), "gemma4:e4b", 131072, "f16"),
+}
+
+
+@pytest.mark.parametrize("name", REFERENCE)
+def test_reference_machines(name):
+    hw, model, ctx, kv = REFERENCE[name]
+    d = decide(hw, MODELS)
+    assert (d.model, d.num_ctx, d.kv_cache_type) == (model, ctx, kv), d.reason
+    assert d.reason
+    if model is None:
+        assert d.reason.startswith("no model fits") and "GiB" in d.reason
+        assert d.need_bytes is None and d.name is None
+    else:
+        assert d.need_bytes <= d.budget_bytes
+        assert d.name == derived_name(model, ctx)
+        assert not d.name.startswith("claude-")
+        assert d.flash_attention == (kv != "f16")
+
+
+def test_cpu_only_hosts_are_flagged_slow_and_only_get_few_active_parameters():
+    d = decide(Hardware(64 * GiB), MODELS)
+    assert d.slow and "CPU only" in d.tier
+    active = {m.tag: m.active_params_b for m in MODELS}
+    assert active[d.model] <= Policy().slow_max_active_params_b
+
+
+def test_apple_working_set():
+    assert metal_working_set(32 * GiB, None) == 32 * GiB * 2 // 3
+    assert metal_working_set(64 * GiB, None) == 64 * GiB * 3 // 4
+    assert metal_working_set(64 * GiB, 56 * 1024 * GiB // 1024) == 56 * GiB
+    raised = decide(Hardware(32 * GiB, apple_silicon=True, wired_limit_bytes=28 * GiB), MODELS)
+    default = decide(Hardware(32 * GiB, apple_silicon=True), MODELS)
+    assert RANK[raised.model] < RANK[default.model]
+    assert "iogpu.wired_limit_mb" in raised.tier
+
+
+def test_gpu_budget_subtracts_reserve_per_gpu_and_extra_compute_buffers():
+    policy = Policy()
+    one = budgets(Hardware(64 * GiB, nvidia(24)), policy)[0].bytes
+    two = budgets(Hardware(64 * GiB, nvidia(24, 24)), policy)[0].bytes
+    assert one == 24 * GiB - policy.gpu_reserve_bytes
+    assert two == 2 * one - policy.compute_buffer_bytes
+
+
+def test_need_formula():
+    m = next(m for m in MODELS if m.tag == "gpt-oss:20b")
+    p = Policy(num_parallel=2)
+    assert need_bytes(m, 65536, "f16", p) == (
+        m.weights_bytes + 2 * (m.kv_bytes_per_token_f16 * 65536 + m.kv_fixed_bytes) + p.compute_buffer_bytes)
+    assert need_bytes(m, 65536, "q8_0", p) < need_bytes(m, 65536, "f16", p)
+
+
+def test_f16_preferred_at_equal_context():
+    d = decide(Hardware(256 * GiB, nvidia(80)), MODELS)
+    assert d.kv_cache_type == "f16"
+    only_q8 = decide(Hardware(256 * GiB, nvidia(80)), MODELS, Policy(kv_cache_types=("q8_0",)))
+    assert only_q8.kv_cache_type == "q8_0"
+
+
+def test_override_within_budget_has_no_warning():
+    d = decide(Hardware(128 * GiB, nvidia(24, 24)), MODELS, override=Override(model="qwen3-coder:30b"))
+    assert d.model == "qwen3-coder:30b" and not d.warnings and d.need_bytes <= d.budget_bytes
+    assert d.reason.startswith("override (model=qwen3-coder:30b)")
+
+
+def test_override_beyond_budget_warns_never_silently():
+    hw = Hardware(16 * GiB, nvidia(12))
+    d = decide(hw, MODELS, Policy(allow_cpu=False), Override(model="devstral-small-2:24b", num_ctx=262144))
+    assert d.need_bytes > d.budget_bytes
+    assert any("exceeds the memory budget" in w for w in d.warnings)
+    split = decide(Hardware(64 * GiB, nvidia(24)), MODELS, override=Override(model="qwen3-coder:30b", num_ctx=262144))
+    assert any("split onto the CPU" in w for w in split.warnings)
+    small = decide(Hardware(64 * GiB, nvidia(24)), MODELS, override=Override(num_ctx=32768))
+    assert any("below 65536" in w for w in small.warnings)
+
+
+def test_override_kv_type_is_honoured():
+    d = decide(Hardware(128 * GiB, nvidia(24, 24)), MODELS, override=Override(kv_cache_type="f16"))
+    assert d.kv_cache_type == "f16" and d.need_bytes <= d.budget_bytes
+
+
+def test_unknown_override_model_is_an_error():
+    with pytest.raises(ValueError, match="not in the catalog"):
+        decide(Hardware(64 * GiB), MODELS, override=Override(model="nope:1b"))
+
+
+def test_derived_names():
+    assert derived_name("qwen3-coder:30b", 131072) == "localcode/qwen3-coder:30b-128k"
+    assert derived_name("glm-4.7-flash:latest", 202752) == "localcode/glm-4.7-flash:198k"
+
+
+# --- properties ------------------------------------------------------------------------------
+
+def outcome(d: Decision) -> tuple:
+    """How good a decision is, in the order sizing promises: fits at all, fast before slow,
+    better rank, larger context."""
+    if d.model is None:
+        return (0,)
+    return (1, not d.slow, -RANK[d.model], d.num_ctx)
+
+
+hardware = st.one_of(
+    st.builds(lambda r: Hardware(r * GiB), st.integers(1, 512)),
+    st.builds(lambda r, w: Hardware(r * GiB, apple_silicon=True, wired_limit_bytes=w),
+              st.integers(8, 512), st.none()),
+    st.builds(lambda r, v, n, vendor: Hardware(r * GiB, tuple(Gpu(vendor, v * GiB) for _ in range(n))),
+              st.integers(8, 512), st.integers(4, 96), st.integers(1, 4), st.sampled_from(["nvidia", "amd"])),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(hardware)
+def test_need_within_budget_and_context_at_least_64k(hw):
+    d = decide(hw, MODELS)
+    if d.model is None:
+        assert d.num_ctx is None and d.reason.startswith("no model fits")
+    else:
+        assert d.need_bytes <= d.budget_bytes
+        assert d.num_ctx >= 65536
+
+
+def grow(hw: Hardware, ram: int, vram: int) -> Hardware:
+    return Hardware(hw.ram_bytes + ram * GiB, tuple(Gpu(g.vendor, g.vram_bytes + vram * GiB) for g in hw.gpus),
+                    hw.apple_silicon, hw.wired_limit_bytes)
+
+
+@settings(max_examples=300, deadline=None)
+@given(hardware, st.integers(0, 256), st.integers(0, 64))
+def test_monotone_in_memory(hw, more_ram, more_vram):
+    before, after = decide(hw, MODELS), decide(grow(hw, more_ram, more_vram), MODELS)
+    assert outcome(after) >= outcome(before), (before.reason, after.reason)
