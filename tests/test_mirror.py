@@ -392,17 +392,22 @@ def test_rebuild_redoes_only_what_changed(tmp_path, release):
     assert not (root / "claude-code-releases" / "1.0.0").exists()
     assert binary.stat().st_ino == first[str(binary.relative_to(root))][0]
 
-    if not HAVE_STANDIN:
-        pytest.skip(f"Ollama part not checked: {STANDIN_DIR / mirror.STANDIN_BUILDER} does not exist yet")
 
+@needs_standin
+@npm_download
+def test_ollama_versions_come_and_go_without_touching_claude_code(tmp_path):
+    root = tmp_path / "root"
+    mirror.build_mirror_tree(root, [], CLAUDE_VERSION, REGISTRY_URL)
+    binary = root / f"claude-code-releases/{CLAUDE_VERSION}/linux-x64/claude"
+    claude_ino = binary.stat().st_ino
     # Adding an Ollama version leaves Claude Code alone; a new registry URL rebuilds the stand-in.
     mirror.build_mirror_tree(root, OLLAMA_VERSIONS[:1], CLAUDE_VERSION, REGISTRY_URL)
     ollama = root / f"ollama/releases/download/v{OLLAMA_VERSIONS[0]}/ollama-linux-amd64.tar.zst"
     ino = ollama.stat().st_ino
-    assert binary.stat().st_ino == first[str(binary.relative_to(root))][0]
+    assert binary.stat().st_ino == claude_ino
     mirror.build_mirror_tree(root, OLLAMA_VERSIONS[:1], CLAUDE_VERSION, REGISTRY_URL + "/other")
     assert ollama.stat().st_ino != ino
-    assert binary.stat().st_ino == first[str(binary.relative_to(root))][0]
+    assert binary.stat().st_ino == claude_ino
     # Dropping the version removes it from the tree.
     mirror.build_mirror_tree(root, [], CLAUDE_VERSION, REGISTRY_URL)
     assert not (root / "ollama/releases/download" / f"v{OLLAMA_VERSIONS[0]}").exists()
