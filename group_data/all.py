@@ -35,3 +35,10 @@ slow_max_active_params_b = 5.0  # on CPU / split hosts only MoE or small models 
 ollama_min_version = "0.14.3"  # the floor; raised to the chosen model's minimum
 ollama_version = "0.30.0"      # the pinned target for installs and upgrades
 ollama_upgrade = False         # upgrade hosts already at or above the floor to the target
+ollama_downgrade = False       # with ollama_upgrade: also move hosts *down* to the target
+# Where releases come from: {version} and {file} (ollama-linux-amd64.tar.zst, sha256sum.txt).
+ollama_url_template = "https://github.com/ollama/ollama/releases/download/v{version}/{file}"
+ollama_host = "127.0.0.1:11434"  # loopback: the API has no authentication
+ollama_allow_remote = False      # must be True for an ollama_host beyond loopback
+ollama_keep_alive = "5m"         # OLLAMA_KEEP_ALIVE
+ollama_environment = {}          # more server variables, e.g. {"HTTPS_PROXY": "http://proxy:3128"}

@@ -9,6 +9,7 @@ from pyinfra.api import Config, State
 from pyinfra.api.connect import connect_all, disconnect_all
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.facts import get_facts
+from pyinfra.context import ctx_inventory, ctx_state
 from pyinfra_cli.inventory import make_inventory
 
 from .facts import HardwareFact
@@ -17,9 +18,13 @@ from .settings import validate_inventory
 
 
 def gather_plans(inventory_path: str) -> list[HostPlan]:
-    inventory = make_inventory(inventory_path, cwd=os.getcwd())
+    state = State()
+    state.cwd = os.getcwd()
+    ctx_state.set(state)
+    inventory = make_inventory(inventory_path, cwd=state.cwd)
+    ctx_inventory.set(inventory)
     configs = validate_inventory([(h.name, h.data.dict()) for h in inventory])
-    state = State(inventory, Config())
+    state.init(inventory, Config())
     try:
         connect_all(state)
         facts = get_facts(state, HardwareFact)

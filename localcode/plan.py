@@ -18,6 +18,7 @@ class HostPlan:
     decision: Decision | None
     warnings: tuple[str, ...] = field(default=())
     error: str | None = None
+    facts: HostHardware | None = None
 
     def as_dict(self) -> dict[str, object]:
         base: dict[str, object] = {"host": self.host, "hardware": self.hardware}
@@ -45,7 +46,7 @@ def describe(hw: Hardware) -> str:
 def plan_host(name: str, config: HostConfig, facts: HostHardware) -> HostPlan:
     hw = facts.hardware()
     decision = size(config, hw)
-    return HostPlan(name, describe(hw), decision, facts.warnings + decision.warnings)
+    return HostPlan(name, describe(hw), decision, facts.warnings + decision.warnings, facts=facts)
 
 
 def size_host(host, config: HostConfig) -> HostPlan:

@@ -22,6 +22,40 @@ def _check_user_name(value: str) -> str:
 
 
 UserName = Annotated[str, AfterValidator(_check_user_name)]
+LOOPBACK = ("127.", "localhost", "[::1]", "::1")
+# Server variables we set from their own keys; ollama_environment may not override them.
+MANAGED_OLLAMA_ENV = {"OLLAMA_HOST", "OLLAMA_KEEP_ALIVE", "OLLAMA_NUM_PARALLEL", "OLLAMA_FLASH_ATTENTION",
+                      "OLLAMA_KV_CACHE_TYPE", "OLLAMA_NO_CLOUD"}
+
+
+def _check_host_port(value: str) -> str:
+    if not re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}", value) or int(value.rsplit(":", 1)[1]) > 65535:
+        raise ValueError("expected host:port, e.g. 127.0.0.1:11434")
+    return value
+
+
+def _check_duration(value: str) -> str:
+    if not re.fullmatch(r"-1|0|(\d+(ms|s|m|h))+", value):
+        raise ValueError("expected a Go duration like 5m, 1h30m, 0 or -1 (keep loaded forever)")
+    return value
+
+
+def _check_env_value(value: str) -> str:
+    if re.search(r'["\\\n\r$`]', value):
+        raise ValueError("expected a plain value without quotes, backslashes, '$', '`' or newlines")
+    return value
+
+
+def _check_url_template(value: str) -> str:
+    fields = set(re.findall(r"{([^{}]*)}", value))
+    if not re.fullmatch(r"https?://[^\s\"'`$;|&<>]+", value) or fields != {"version", "file"}:
+        raise ValueError("expected an http(s) URL template with {version} and {file}, e.g. "
+                         "https://github.com/ollama/ollama/releases/download/v{version}/{file}")
+    return value
+
+
+EnvName = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]*$")]
+EnvValue = Annotated[str, AfterValidator(_check_env_value)]
 # Data keys that belong to pyinfra itself (connectors, global arguments), not to us.
 PYINFRA_KEY_PREFIXES = ("ssh_", "local_", "chroot_", "docker_", "podman_", "winrm_", "vagrant_",
                         "terraform_", "dockerssh_", "_")
@@ -61,6 +95,13 @@ class HostConfig(BaseModel):
     ollama_min_version: VersionStr = "0.14.3"
     ollama_version: VersionStr = "0.30.0"
     ollama_upgrade: bool = False
+    ollama_downgrade: bool = False
+    ollama_url_template: Annotated[str, AfterValidator(_check_url_template)] = (
+        "https://github.com/ollama/ollama/releases/download/v{version}/{file}")
+    ollama_host: Annotated[str, AfterValidator(_check_host_port)] = "127.0.0.1:11434"
+    ollama_allow_remote: bool = False
+    ollama_keep_alive: Annotated[str, AfterValidator(_check_duration)] = "5m"
+    ollama_environment: dict[EnvName, EnvValue] = {}
 
     def catalog(self) -> Catalog:
         return effective_catalog(self.extra_models, self.model_preferences)
@@ -105,6 +146,13 @@ def _cross_check(config: HostConfig) -> list[str]:
     if config.model is not None and config.model not in known:
         problems.append(f"  model = {config.model!r}: not in the catalog; expected one of {sorted(known)} "
                         f"or a model added under extra_models")
+    if not config.ollama_host.startswith(LOOPBACK) and not config.ollama_allow_remote:
+        problems.append(f"  ollama_host = {config.ollama_host!r}: binds Ollama's unauthenticated API beyond "
+                        f"loopback; set ollama_allow_remote = True for this host if that is intended")
+    managed = sorted(MANAGED_OLLAMA_ENV & set(config.ollama_environment))
+    if managed:
+        problems.append(f"  ollama_environment = {config.ollama_environment!r}: {managed} are set from their own "
+                        f"keys (ollama_host, ollama_keep_alive, num_parallel, sizing, network)")
     if Version(config.ollama_version) < Version(config.ollama_min_version):
         problems.append(f"  ollama_version = {config.ollama_version!r}: below ollama_min_version "
                         f"{config.ollama_min_version!r}")

@@ -36,6 +36,9 @@ def lab_groups(lab_name: str) -> dict[str, list[HostEntry]]:
             "ssh_strict_host_key_checking": "yes",
             "developer_users": [u.name for u in host.users],
         }
+        if host.network == "online":
+            # The lab's release mirror is laid out like the real sources: only the base changes.
+            data["ollama_url_template"] = f"{spec.internet.mirror_url}/ollama/releases/download/v{{version}}/{{file}}"
         for group in _memberships(host):
             groups[group].append((host.name, data))
     return groups

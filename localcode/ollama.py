@@ -1,0 +1,233 @@
+"""Install or upgrade Ollama, verified, under our own service (Linux: systemd).
+
+Layout: every release unpacked (after its sha256 is checked) into its own directory
+`/usr/local/lib/localcode/ollama/<version>-<arch>[-rocm]`, so an old `lib/ollama` is never
+mixed with a new one (#11211); `current` points at the active one and `/usr/local/bin/ollama`
+at `current/bin/ollama`. Switching is two atomic renames. The service restarts only when the
+binary, the unit or the environment changed, and then the *running* server's version is
+checked (an upgraded binary can sit beside a stale server)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import FactBase, operation
+from pyinfra.api.exceptions import FactProcessError
+from pyinfra.facts.server import Groups
+from pyinfra.operations import files, server, systemd
+
+from .facts import MARK, OllamaFact, _sections
+from .settings import HostConfig
+from .shell import command, sh_quote
+from .plan import HostPlan
+from .sizing import Decision
+from .versions import InstallPlan, effective_floor, plan_install
+
+BASE = "/usr/local/lib/localcode/ollama"
+HELPER_DIR = "/usr/local/lib/localcode/bin"
+INSTALL_HELPER = f"{HELPER_DIR}/localcode-install-release"
+BIN_LINK = "/usr/local/bin/ollama"
+MANUAL_LIB = "/usr/local/lib/ollama"  # what install.sh leaves; stale libs crash new binaries
+UNIT = "/etc/systemd/system/ollama.service"
+DROPIN = "/etc/systemd/system/ollama.service.d/localcode.conf"
+SERVICE_HOME = "/usr/share/ollama"
+SCRIPTS = Path(__file__).with_name("scripts")
+ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+@dataclass(frozen=True)
+class OllamaLayout:
+    releases: tuple[str, ...]
+    current: str | None
+    bin_kind: str            # "link" | "file" | "missing"
+    bin_target: str | None
+    manual_lib: bool
+    tools: tuple[str, ...] = field(default=())
+
+
+class OllamaLayoutFact(FactBase):
+    """What of our release layout (and of a manual install.sh install) is on the host, and
+    which of the tools the install needs are present: one round trip."""
+
+    def command(self) -> str:
+        base = sh_quote(BASE)
+        return "; ".join([
+            f"echo {MARK}releases; for d in {base}/*/; do [ -d \"$d\" ] && basename \"$d\"; done 2>/dev/null",
+            f"echo {MARK}current; readlink {base}/current 2>/dev/null",
+            f"echo {MARK}bin; if [ -L {BIN_LINK} ]; then echo link; readlink {BIN_LINK}; "
+            f"elif [ -e {BIN_LINK} ]; then echo file; else echo missing; fi",
+            f"echo {MARK}manual-lib; [ -d {MANUAL_LIB} ] && echo yes",
+            f"echo {MARK}tools; for t in curl zstd tar; do command -v $t >/dev/null && echo $t; done",
+            "true",
+        ])
+
+    def process(self, output: list[str]) -> OllamaLayout:
+        s = _sections(output)
+        releases = tuple(r for r in s.get("releases", []) if r and not r.endswith(".partial") and r != "current")
+        current = next((Path(c).name for c in s.get("current", []) if c), None)
+        kind_lines = s.get("bin", [])
+        if not kind_lines or kind_lines[0] not in ("link", "file", "missing"):
+            raise FactProcessError(f"ollama layout: unexpected output:\n" + "\n".join(output))
+        target = kind_lines[1] if kind_lines[0] == "link" and len(kind_lines) > 1 else None
+        return OllamaLayout(releases, current, kind_lines[0], target, bool(s.get("manual-lib")),
+                            tuple(s.get("tools", [])))
+
+
+def release_dir_name(version: str, arch: str, rocm: bool) -> str:
+    return f"{version}-{arch}" + ("-rocm" if rocm else "")
+
+
+def release_urls(template: str, version: str, arch: str, rocm: bool) -> tuple[str, list[str]]:
+    """(sha256sum.txt URL, archive URLs in unpack order) from the release URL template."""
+    files_ = [f"ollama-linux-{arch}.tar.zst"] + ([f"ollama-linux-{arch}-rocm.tar.zst"] if rocm else [])
+    return (template.format(version=version, file="sha256sum.txt"),
+            [template.format(version=version, file=f) for f in files_])
+
+
+def server_environment(config: HostConfig, decision: Decision) -> dict[str, str]:
+    """The service's environment: loopback by default, the sizing's KV cache type (a quantized
+    one needs flash attention forced on), no cloud models on air-gapped hosts."""
+    env = {
+        "OLLAMA_HOST": config.ollama_host,
+        "OLLAMA_KEEP_ALIVE": config.ollama_keep_alive,
+        "OLLAMA_NUM_PARALLEL": str(config.num_parallel),
+    }
+    if decision.kv_cache_type and decision.kv_cache_type != "f16":
+        env["OLLAMA_FLASH_ATTENTION"] = "1"
+        env["OLLAMA_KV_CACHE_TYPE"] = decision.kv_cache_type
+    if config.network == "airgapped":
+        env["OLLAMA_NO_CLOUD"] = "1"
+    env.update(config.ollama_environment)
+    return dict(sorted(env.items()))
+
+
+@operation()
+def helper_script():
+    """Put our verified-download helper on the host (a static script: data only as argv)."""
+    yield from files.directory._inner(path=HELPER_DIR, user="root", group="root", mode="0755")
+    yield from files.put._inner(src=str(SCRIPTS / "localcode-install-release"), dest=INSTALL_HELPER,
+                                user="root", group="root", mode="0755")
+
+
+@operation()
+def release(version: str, arch: str, rocm: bool, url_template: str):
+    """Download, verify and unpack one release into its own directory (unless it is there)."""
+    name = release_dir_name(version, arch, rocm)
+    layout = host.get_fact(OllamaLayoutFact)
+    if name in layout.releases:
+        host.noop(f"Ollama {version} ({arch}{', ROCm' if rocm else ''}) already unpacked in {BASE}/{name}")
+        return
+    missing = [t for t in ("curl", "zstd", "tar") if t not in layout.tools]
+    if missing:
+        yield from failure._inner(message=f"Ollama install needs {', '.join(missing)} on the host: install them first")
+        return
+    sums, archives = release_urls(url_template, version, arch, rocm)
+    yield command(INSTALL_HELPER, sums, f"{BASE}/{name}", *archives)
+
+
+@operation()
+def activate(version: str, arch: str, rocm: bool):
+    """Point `current` and /usr/local/bin/ollama at the release; retire an install.sh install."""
+    name = release_dir_name(version, arch, rocm)
+    layout = host.get_fact(OllamaLayoutFact)
+    want_bin = f"{BASE}/current/bin/ollama"
+    if layout.current == name and layout.bin_kind == "link" and layout.bin_target == want_bin and not layout.manual_lib:
+        host.noop(f"Ollama {version} is the active release")
+        return
+    if layout.bin_kind == "file" or layout.manual_lib:
+        # install.sh layout: its binary and its lib/ollama go, never mixed with ours.
+        yield command("rm", "-rf", MANUAL_LIB)
+        if layout.bin_kind == "file":
+            yield command("rm", "-f", BIN_LINK)
+    if layout.current != name:
+        yield command("ln", "-sfn", f"{BASE}/{name}", f"{BASE}/current.new")
+        yield command("mv", "-T", f"{BASE}/current.new", f"{BASE}/current")
+    if layout.bin_kind != "link" or layout.bin_target != want_bin:
+        yield command("ln", "-sfn", want_bin, f"{BIN_LINK}.new")
+        yield command("mv", "-T", f"{BIN_LINK}.new", BIN_LINK)
+
+
+@operation()
+def running_version(api: str, version: str | None, timeout_s: int = 60):
+    """Check the *running* server reports the expected version (after a restart, wait for it)."""
+    state = host.get_fact(OllamaFact, api=api)
+    if version is None or state.server_version == version:
+        host.noop(f"Ollama server at {api} reports {state.server_version}")
+        return
+    script = (
+        'i=0; while [ "$i" -lt "$3" ]; do '
+        'got=$(curl -s --max-time 2 "http://$1/api/version" | sed -n \'s/.*"version":"\\([^"]*\\)".*/\\1/p\'); '
+        '[ "$got" = "$2" ] && exit 0; i=$((i+1)); sleep 1; done; '
+        'echo "Ollama server at $1 reports ${got:-nothing (not running)}, expected $2: the service did not '
+        'come up at the installed version (see journalctl -u ollama)" >&2; exit 1'
+    )
+    yield command("sh", "-c", script, "localcode", api, version, str(timeout_s))
+
+
+def install_plan(config: HostConfig, decision: Decision) -> InstallPlan:
+    state = host.get_fact(OllamaFact, api=config.ollama_host)
+    floor = effective_floor(config.ollama_min_version, decision.min_ollama)
+    return plan_install(state.binary_version, config.ollama_version, floor,
+                        config.ollama_upgrade, config.ollama_downgrade)
+
+
+def install_linux(config: HostConfig, decision: Decision, arch: str, rocm: bool) -> None:
+    """The Linux steps, in order; restarts are driven by what changed."""
+    plan = install_plan(config, decision)
+    host.log(f"ollama: {plan.reason}")
+    for warning in plan.warnings:
+        host.log(f"warning: {warning}")
+
+    existing_groups = host.get_fact(Groups)
+    server.group(name="Ollama system group", group="ollama", system=True)
+    server.user(
+        name="Ollama system user", user="ollama", group="ollama", system=True,
+        home=SERVICE_HOME, shell="/bin/false", create_home=True,
+        groups=[g for g in ("render", "video") if g in existing_groups], append=True,
+    )
+    changed = []
+    if plan.action != "keep":
+        helper_script(name="localcode release helper")
+        changed.append(release(name=f"Ollama {plan.version} release (verified)", version=plan.version,
+                               arch=arch, rocm=rocm, url_template=config.ollama_url_template))
+        changed.append(activate(name=f"Activate Ollama {plan.version}", version=plan.version, arch=arch, rocm=rocm))
+    unit = files.template(name="Ollama systemd unit", src="templates/ollama.service.j2", dest=UNIT,
+                          mode="0644", user="root", group="root", binary=BIN_LINK,
+                          source="deploy.py")
+    dropin = files.template(name="Ollama server environment", src="templates/ollama-environment.conf.j2",
+                            dest=DROPIN, mode="0644", user="root", group="root",
+                            environment=server_environment(config, decision))
+    changed += [unit, dropin]
+    systemd.daemon_reload(name="Reload systemd units", _if=lambda: unit.did_change() or dropin.did_change())
+    systemd.service(name="Restart Ollama (binary, unit or environment changed)", service="ollama.service",
+                    restarted=True, _if=lambda: any(op.did_change() for op in changed))
+    systemd.service(name="Ollama service enabled and running", service="ollama.service",
+                    running=True, enabled=True)
+    running_version(name="Ollama server runs the expected version", api=config.ollama_host,
+                    version=plan.version)
+
+
+def install(config: HostConfig, sizing: HostPlan) -> None:
+    """Install or upgrade Ollama on this host and run it as a service (by OS)."""
+    facts = sizing.facts
+    if facts.os == "Linux":
+        if facts.arch not in ARCHES:
+            failure(name="Unsupported host", message=f"no Ollama Linux release for architecture {facts.arch}")
+            return
+        rocm = any(g.vendor == "amd" for g in facts.gpus)
+        install_linux(config, sizing.decision, ARCHES[facts.arch], rocm)
+    elif facts.os == "Darwin":
+        from .macos import install_macos
+
+        install_macos(config, sizing.decision, facts)
+    else:
+        failure(name="Unsupported host", message=f"unsupported OS {facts.os}")
+
+
+@operation()
+def failure(message: str):
+    """Fail this host (not the run) with a clear message."""
+    yield command("sh", "-c", 'echo "$1" >&2; exit 1', "localcode", message)
+
