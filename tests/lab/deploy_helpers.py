@@ -1,0 +1,45 @@
+"""Running the real deploy (`pyinfra ... deploy.py`) against a lab, with per-host data
+overrides written into a temporary inventory file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from .conftest import REPO, Lab
+
+
+def write_inventory(path: Path, lab: Lab, overrides: dict[str, dict] | None = None) -> Path:
+    """An inventory of the running lab with extra data for some hosts."""
+    path.write_text(
+        "from localcode.lab.inventory import lab_groups\n"
+        f"_overrides = {overrides or {}!r}\n"
+        f"_groups = lab_groups({lab.spec.name!r})\n"
+        "for _name, _hosts in _groups.items():\n"
+        "    globals()[_name] = [(h, {**d, **_overrides.get(h, {})}) for h, d in _hosts]\n"
+    )
+    return path
+
+
+def deploy(lab: Lab, inventory: Path, *args: str, timeout: float = 600) -> tuple[int, dict | None, str]:
+    """Run the deploy with --json; returns (exit code, parsed JSON or None, stderr)."""
+    result = subprocess.run(
+        [str(REPO / ".venv/bin/pyinfra"), "-y", "--json", str(inventory), "deploy.py", *args],
+        cwd=REPO, env=lab.pyinfra_env(), capture_output=True, text=True, timeout=timeout,
+    )
+    try:
+        parsed = json.loads(result.stdout)
+    except ValueError:
+        parsed = None
+    return result.returncode, parsed, result.stderr
+
+
+def changed_ops(results: dict) -> list[tuple[str, list[str]]]:
+    """(operation, hosts) for every operation that changed something or failed."""
+    return [(op["name"], op["success"] + op["error"]) for op in results["results"]["operations"]
+            if op["success"] or op["error"]]
+
+
+def failed_hosts(results: dict) -> set[str]:
+    return {h for op in results["results"]["operations"] for h in op["error"]}
