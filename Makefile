@@ -28,10 +28,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
+# The main job on the lab fleet: bring it up, show it and its sizing plan, deploy, take it down
+# (also when a step fails). Air-gapped hosts need a bundle (coming with `localcode bundle`).
 demo: setup
 	$(BIN)/localcode lab up
-	$(BIN)/localcode lab status
-	$(BIN)/localcode lab down
+	$(BIN)/localcode plan inventory/lab.py && \
+	$(BIN)/pyinfra -y inventory/lab.py deploy.py --limit online; \
+	rc=$$?; $(BIN)/localcode lab down; exit $$rc
 
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
