@@ -2,20 +2,22 @@
 
     pyinfra inventory/team.py deploy.py          # the fleet
     pyinfra inventory/team.py deploy.py --dry    # the plan: each host's sizing and its reason
+    pyinfra @local deploy.py                     # onboard this machine (as its developer; sudo asked)
 
 Reads as a table of contents; each step is a module of localcode/.
 """
 
 from pyinfra import host, inventory
 
-from localcode import ollama, plan, settings
+from localcode import ollama, onboarding, plan, settings
 
 # 1. Validate every host's data before anything is touched (a bad value stops the run).
-config = settings.host_config(host, inventory)
+config = onboarding.with_invoking_developer(settings.host_config(host, inventory), host)
 
 # 2. Size the host: the best tools-capable model and the largest context that fit.
 sizing = plan.size_host(host, config)
 
-# 3. Ollama: installed or upgraded (checksum-verified), our service, loopback, the sizing's
-#    environment; restarted only when something changed, then the running version checked.
-ollama.install(config, sizing)
+with host.arguments(**onboarding.system_arguments(host)):
+    # 3. Ollama: installed or upgraded (checksum-verified), our service, loopback, the sizing's
+    #    environment; restarted only when something changed, then the running version checked.
+    ollama.install(config, sizing)

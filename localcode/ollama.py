@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.version import Version
 from pyinfra import host
 from pyinfra.api import FactBase, operation
 from pyinfra.api.exceptions import FactProcessError
@@ -150,16 +151,25 @@ def activate(version: str, arch: str, rocm: bool):
 
 
 @operation()
-def running_version(api: str, version: str | None, timeout_s: int = 60):
-    """Check the *running* server reports the expected version (after a restart, wait for it)."""
+def running_version(api: str, version: str | None, minimum: str | None = None, timeout_s: int = 60):
+    """Check the *running* server reports the expected version (after a restart, wait for it).
+    Without an exact version (Homebrew decides it) the server must be at least `minimum`."""
     state = host.get_fact(OllamaFact, api=api)
-    if version is None or state.server_version == version:
+    if state.server_version is not None and (
+            state.server_version == version
+            or (version is None and (minimum is None or Version(state.server_version) >= Version(minimum)))):
         host.noop(f"Ollama server at {api} reports {state.server_version}")
         return
+    if version is None and state.server_version is not None:
+        yield from failure._inner(message=f"Ollama server at {api} reports {state.server_version}, below the "
+                                          f"floor {minimum}: upgrade it (ollama_upgrade) or lower ollama_min_version")
+        return
+    if version is None:
+        version = ""  # any version once the server answers: checked against the floor next run
     script = (
         'i=0; while [ "$i" -lt "$3" ]; do '
         'got=$(curl -s --max-time 2 "http://$1/api/version" | sed -n \'s/.*"version":"\\([^"]*\\)".*/\\1/p\'); '
-        '[ "$got" = "$2" ] && exit 0; i=$((i+1)); sleep 1; done; '
+        '[ -n "$got" ] && [ -z "$2" -o "$got" = "$2" ] && exit 0; i=$((i+1)); sleep 1; done; '
         'echo "Ollama server at $1 reports ${got:-nothing (not running)}, expected $2: the service did not '
         'come up at the installed version (see journalctl -u ollama)" >&2; exit 1'
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import weakref
 from typing import Annotated, Any, Literal
 
 from packaging.version import Version
@@ -57,7 +58,7 @@ def _check_url_template(value: str) -> str:
 EnvName = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]*$")]
 EnvValue = Annotated[str, AfterValidator(_check_env_value)]
 # Data keys that belong to pyinfra itself (connectors, global arguments), not to us.
-PYINFRA_KEY_PREFIXES = ("ssh_", "local_", "chroot_", "docker_", "podman_", "winrm_", "vagrant_",
+PYINFRA_KEY_PREFIXES = ("ssh_", "fake_", "local_", "chroot_", "docker_", "podman_", "winrm_", "vagrant_",
                         "terraform_", "dockerssh_", "_")
 
 
@@ -188,13 +189,12 @@ def validate_inventory(hosts: list[tuple[str, dict[str, Any]]]) -> dict[str, Hos
     return configs
 
 
-_VALIDATED: dict[int, dict[str, HostConfig]] = {}
+_VALIDATED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def host_config(host, inventory) -> HostConfig:
     """This host's validated config. The first call validates *every* host of the inventory,
     so one bad value anywhere stops the run before any host is changed."""
-    key = id(inventory)
-    if key not in _VALIDATED:
-        _VALIDATED[key] = validate_inventory([(h.name, h.data.dict()) for h in inventory])
-    return _VALIDATED[key][host.name]
+    if inventory not in _VALIDATED:
+        _VALIDATED[inventory] = validate_inventory([(h.name, h.data.dict()) for h in inventory])
+    return _VALIDATED[inventory][host.name]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import importlib.util
 import os
@@ -53,8 +54,9 @@ def _cache_root() -> Path:
     return Path(paths.CACHE_DIR) / "docker-registry"
 
 
+@functools.lru_cache(maxsize=1)
 def _candidate_version() -> str | None:
-    """The version apt would download (None if apt has no lists for it)."""
+    """The version apt would download (None if apt has no lists for it); asked once per process."""
     try:
         out = subprocess.run(["apt-cache", "show", "--no-all-versions", PACKAGE], capture_output=True, text=True,
                              timeout=60)
