@@ -9,7 +9,7 @@ Reads as a table of contents; each step is a module of localcode/.
 
 from pyinfra import host, inventory
 
-from localcode import ollama, onboarding, plan, settings
+from localcode import models, ollama, onboarding, plan, settings
 
 # 1. Validate every host's data before anything is touched (a bad value stops the run).
 config = onboarding.with_invoking_developer(settings.host_config(host, inventory), host)
@@ -21,3 +21,7 @@ with host.arguments(**onboarding.system_arguments(host)):
     # 3. Ollama: installed or upgraded (checksum-verified), our service, loopback, the sizing's
     #    environment; restarted only when something changed, then the running version checked.
     ollama.install(config, sizing)
+
+    # 4. Models: the sizing's base model (pulled only when missing or not the pinned digest) and
+    #    the derived model whose Modelfile fixes num_ctx, confirmed through /api/show.
+    models.ensure(config, sizing.decision)

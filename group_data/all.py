@@ -42,3 +42,11 @@ ollama_host = "127.0.0.1:11434"  # loopback: the API has no authentication
 ollama_allow_remote = False      # must be True for an ollama_host beyond loopback
 ollama_keep_alive = "5m"         # OLLAMA_KEEP_ALIVE
 ollama_environment = {}          # more server variables, e.g. {"HTTPS_PROXY": "http://proxy:3128"}
+
+# --- Models ---------------------------------------------------------------------------------
+# PARAMETERs of the derived model besides num_ctx (which the sizing sets), e.g.
+# {"temperature": 0.2, "top_p": 0.9}; empty keeps each model's own defaults.
+model_parameters = {}
+model_digests = {}     # pin base models by manifest digest: {"qwen3-coder:30b": "sha256:..."}
+prune_models = False   # delete models that neither the sizing nor keep_models declares
+keep_models = []       # models pruning must keep

@@ -55,6 +55,27 @@ def _check_url_template(value: str) -> str:
     return value
 
 
+class ModelParameters(BaseModel):
+    """Modelfile PARAMETERs for the derived model (num_ctx comes from the sizing)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float | None = Field(default=None, ge=0, le=5)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    top_k: int | None = Field(default=None, ge=0, le=100000)
+    min_p: float | None = Field(default=None, ge=0, le=1)
+    repeat_penalty: float | None = Field(default=None, ge=0, le=5)
+    repeat_last_n: int | None = Field(default=None, ge=-1, le=1048576)
+    presence_penalty: float | None = Field(default=None, ge=-5, le=5)
+    frequency_penalty: float | None = Field(default=None, ge=-5, le=5)
+    seed: int | None = None
+    num_predict: int | None = Field(default=None, ge=-2)
+    stop: tuple[Annotated[str, AfterValidator(_check_env_value)], ...] | None = None
+
+    def items(self):
+        return [(k, v) for k, v in self.model_dump().items() if v is not None]
+
+
 EnvName = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]*$")]
 EnvValue = Annotated[str, AfterValidator(_check_env_value)]
 # Data keys that belong to pyinfra itself (connectors, global arguments), not to us.
@@ -91,6 +112,12 @@ class HostConfig(BaseModel):
     num_parallel: int = Field(default=1, ge=1, le=64)
     allow_cpu: bool = True
     slow_max_active_params_b: float = Field(default=5.0, gt=0, le=1000)
+
+    # Models on the host.
+    model_parameters: ModelParameters = ModelParameters()
+    model_digests: dict[ModelTag, Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]] = {}
+    prune_models: bool = False
+    keep_models: tuple[ModelTag, ...] = ()
 
     # Ollama versions.
     ollama_min_version: VersionStr = "0.14.3"

@@ -1,0 +1,194 @@
+"""Put the right model on every host: pull the sizing's base model only when it is missing
+(or its digest differs from a pin), render the derived model's Modelfile (num_ctx from the
+sizing, sampling parameters from group_data), create it only when it is missing or differs,
+and read `/api/show` back to confirm num_ctx. Optionally prune undeclared models."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyinfra import host
+from pyinfra.api import FactBase, FunctionCommand, operation
+from pyinfra.api.exceptions import FactProcessError
+from pyinfra.operations import files
+
+from .facts import MARK, OllamaFact, _sections
+from .ollama import HELPER_DIR, failure
+from .settings import HostConfig
+from .shell import command, sh_quote
+from .sizing import Decision
+
+MODELFILES = "/usr/local/lib/localcode/models"
+PULL_HELPER = f"{HELPER_DIR}/localcode-pull"
+SCRIPTS = Path(__file__).with_name("scripts")
+
+
+@dataclass(frozen=True)
+class ShownModel:
+    parameters: dict[str, Any]
+    context_length: int | None
+    capabilities: tuple[str, ...]
+
+
+def parse_parameters(text: str) -> dict[str, Any]:
+    """`/api/show` parameters: lines of `name<spaces>value`, values in Go's %#v (strings quoted;
+    repeated names such as `stop` become lists)."""
+    params: dict[str, Any] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        key, _, raw = line.strip().partition(" ")
+        raw = raw.strip()
+        value: Any = json.loads(raw) if raw.startswith('"') else _number(raw)
+        if key in params:
+            params[key] = (params[key] if isinstance(params[key], list) else [params[key]]) + [value]
+        else:
+            params[key] = value
+    return params
+
+
+def _number(raw: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(raw, raw)
+
+
+class ShownModelsFact(FactBase):
+    """`POST /api/show` for several models in one round trip; None for a missing model."""
+
+    def command(self, api: str, names: tuple[str, ...]) -> str:
+        url = sh_quote(f"http://{api}/api/show")
+        parts = []
+        for name in names:
+            body = sh_quote(json.dumps({"model": name}))
+            parts.append(f"echo {MARK}{sh_quote(name)}; curl -s --max-time 10 -w '\\n%{{http_code}}' -X POST "
+                         f"-H 'Content-Type: application/json' -d {body} {url}; echo")
+        return "; ".join(parts + ["true"])
+
+    def process(self, output: list[str]) -> dict[str, ShownModel | None]:
+        shown: dict[str, ShownModel | None] = {}
+        for name, lines in _sections(output).items():
+            if not name:
+                continue
+            lines = [line for line in lines if line.strip()]
+            status = lines[-1].strip() if lines else ""
+            if status == "404":
+                shown[name] = None
+                continue
+            if status != "200":
+                raise FactProcessError(f"/api/show {name}: HTTP {status or 'no answer'}; raw output:\n" + "\n".join(output))
+            try:
+                body = json.loads("\n".join(lines[:-1]))
+            except ValueError:
+                raise FactProcessError(f"/api/show {name}: not JSON; raw output:\n" + "\n".join(output)) from None
+            info = body.get("model_info") or {}
+            ctx = next((v for k, v in info.items() if k.endswith(".context_length")), None)
+            shown[name] = ShownModel(parse_parameters(body.get("parameters", "")), ctx,
+                                     tuple(body.get("capabilities") or ()))
+        return shown
+
+
+def desired_parameters(config: HostConfig, decision: Decision) -> dict[str, Any]:
+    """The derived model's parameters: num_ctx from the sizing, the rest from group_data."""
+    return {"num_ctx": decision.num_ctx, **dict(config.model_parameters.items())}
+
+
+def parameters_match(have: dict[str, Any], want: dict[str, Any]) -> bool:
+    def norm(value: Any) -> Any:
+        if isinstance(value, list):
+            return [norm(v) for v in value]
+        return round(float(value), 6) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+    return all(norm(have.get(k)) == norm(v if not isinstance(v, tuple) else list(v)) for k, v in want.items())
+
+
+def modelfile_path(name: str) -> str:
+    return f"{MODELFILES}/{name.replace('/', '_').replace(':', '_')}.Modelfile"
+
+
+def _stream_pull(state, host, api: str, model: str) -> bool:  # noqa: ARG001 (pyinfra passes state)
+    """Run the pull with its progress lines printed live per host ("[host] 40% …")."""
+    status, output = host.run_shell_command(command(PULL_HELPER, api, model), print_output=True)
+    if not status:
+        for line in output.stderr_lines:
+            host.log(line)
+    return status
+
+
+@operation()
+def pull(api: str, model: str, digest: str | None):
+    """Pull the base model unless it is there (with the pinned digest, when one is set)."""
+    state = host.get_fact(OllamaFact, api=api)
+    present = {m.name: m.digest for m in state.models}
+    have = present.get(model)
+    pin = digest.removeprefix("sha256:") if digest else None
+    if have and (pin is None or have == pin):
+        host.noop(f"{model} is present (digest {have[:12]})" + (" as pinned" if pin else ""))
+        return
+    if state.server_version is None:
+        yield from failure._inner(message=f"cannot pull {model}: no Ollama server answers at {api}")
+        return
+    yield FunctionCommand(_stream_pull, (api, model), {})
+    if pin:
+        yield command("sh", "-c", 'd=$(curl -s "http://$1/api/tags" | tr "{" "\\n" | grep "\\"name\\":\\"$2\\"" '
+                      '| sed -n \'s/.*"digest":"\\([0-9a-f]*\\)".*/\\1/p\'); [ "$d" = "$3" ] || '
+                      '{ echo "$2: the registry served digest ${d:-none}, pinned $3" >&2; exit 1; }',
+                      "localcode", api, model, pin)
+
+
+@operation()
+def derived_model(api: str, model: str, modelfile: str, parameters: dict, recreate):
+    """Create the derived model from its Modelfile when it is missing, its parameters differ,
+    or its base or Modelfile just changed; then confirm num_ctx from /api/show."""
+    name = model
+    shown = host.get_fact(ShownModelsFact, api=api, names=(name,)).get(name)
+    if shown is not None and parameters_match(shown.parameters, parameters) and not recreate():
+        host.noop(f"{name} exists with num_ctx {shown.parameters.get('num_ctx')} and the planned parameters")
+        return
+    yield command("env", f"OLLAMA_HOST={api}", "ollama", "create", name, "-f", modelfile)
+    yield command("sh", "-c", 'n=$(curl -s -X POST -H "Content-Type: application/json" -d "$2" "http://$1/api/show" '
+                  '| tr "," "\\n" | sed -n \'s/.*num_ctx *\\([0-9]*\\).*/\\1/p\' | head -1); [ "$n" = "$3" ] || '
+                  '{ echo "$4: /api/show reports num_ctx ${n:-none}, planned $3" >&2; exit 1; }',
+                  "localcode", api, json.dumps({"model": name}), str(parameters["num_ctx"]), name)
+
+
+@operation()
+def prune(api: str, keep: tuple[str, ...]):
+    """Delete models the fleet's data does not declare (NixOS syncModels-style)."""
+    state = host.get_fact(OllamaFact, api=api)
+    extra = sorted(m.name for m in state.models if m.name not in keep)
+    if not extra:
+        host.noop(f"no undeclared models (keeping {', '.join(keep)})")
+        return
+    for name in extra:
+        yield command("env", f"OLLAMA_HOST={api}", "ollama", "rm", name)
+
+
+def ensure(config: HostConfig, decision: Decision) -> None:
+    """Base model, derived model, optional pruning: the sizing decides which."""
+    if decision.model is None:
+        host.noop(f"no model for this host: {decision.reason}")
+        return
+    api = config.ollama_host
+    files.directory(name="localcode helpers", path=HELPER_DIR, user="root", group="root", mode="0755")
+    files.put(name="localcode pull helper", src=str(SCRIPTS / "localcode-pull"), dest=PULL_HELPER,
+              user="root", group="root", mode="0755")
+    digest = config.model_digests.get(decision.model) or config.catalog().by_tag()[decision.model].digest
+    pulled = pull(name=f"Base model {decision.model}", api=api, model=decision.model, digest=digest)
+    parameters = desired_parameters(config, decision)
+    files.directory(name="Modelfiles directory", path=MODELFILES, user="root", group="root", mode="0755")
+    path = modelfile_path(decision.name)
+    modelfile = files.template(name=f"Modelfile for {decision.name}", src="templates/Modelfile.j2", dest=path,
+                               user="root", group="root", mode="0644", base=decision.model,
+                               parameters=parameters, decision=decision)
+    derived_model(name=f"Derived model {decision.name}", api=api, model=decision.name, modelfile=path,
+                  parameters=parameters, recreate=lambda: pulled.did_change() or modelfile.did_change())
+    if config.prune_models:
+        prune(name="Prune undeclared models", api=api,
+              keep=tuple(sorted({decision.model, decision.name, *config.keep_models})))
