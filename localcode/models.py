@@ -62,6 +62,9 @@ def _number(raw: str) -> Any:
 class ShownModelsFact(FactBase):
     """`POST /api/show` for several models in one round trip; None for a missing model."""
 
+    def default(self) -> dict:
+        return {}
+
     def command(self, api: str, names: tuple[str, ...]) -> str:
         url = sh_quote(f"http://{api}/api/show")
         parts = []
