@@ -9,7 +9,7 @@ Reads as a table of contents; each step is a module of localcode/.
 
 from pyinfra import host, inventory
 
-from localcode import models, ollama, onboarding, plan, settings
+from localcode import claude, helpers, models, ollama, onboarding, plan, settings, wiring
 
 # 1. Validate every host's data before anything is touched (a bad value stops the run).
 config = onboarding.with_invoking_developer(settings.host_config(host, inventory), host)
@@ -18,6 +18,9 @@ config = onboarding.with_invoking_developer(settings.host_config(host, inventory
 sizing = plan.size_host(host, config)
 
 with host.arguments(**onboarding.system_arguments(host)):
+    # Our helper scripts (verified downloads, pulls with progress, atomic user-file writes).
+    helpers.install(sizing.facts.os)
+
     # 3. Ollama: installed or upgraded (checksum-verified), our service, loopback, the sizing's
     #    environment; restarted only when something changed, then the running version checked.
     ollama.install(config, sizing)
@@ -25,3 +28,10 @@ with host.arguments(**onboarding.system_arguments(host)):
     # 4. Models: the sizing's base model (pulled only when missing or not the pinned digest) and
     #    the derived model whose Modelfile fixes num_ctx, confirmed through /api/show.
     models.ensure(config, sizing.decision)
+
+    # 5. Claude Code: the pinned release, verified against its manifest, never self-updating.
+    claude.install(config, sizing.facts)
+
+    # 6. Wiring, per developer user: the alias in the login shell's rc file, project settings,
+    #    and on air-gapped hosts plain `claude` on the local model.
+    wiring.wire(config, sizing.decision)

@@ -50,3 +50,19 @@ model_parameters = {}
 model_digests = {}     # pin base models by manifest digest: {"qwen3-coder:30b": "sha256:..."}
 prune_models = False   # delete models that neither the sizing nor keep_models declares
 keep_models = []       # models pruning must keep
+
+# --- Claude Code ----------------------------------------------------------------------------
+claude_version = "2.1.330"            # pinned; `claude --version` is checked after install
+claude_install_method = "native"      # "native" (verified binary), "npm", or "brew" (macOS cask)
+# Where native binaries come from: {version} and {file} (manifest.json, linux-x64/claude, ...).
+claude_url_template = "https://downloads.claude.ai/claude-code-releases/{version}/{file}"
+claude_npm_registry = None            # npm method: a registry or mirror URL (None: npm's default)
+claude_alias = "claude-local"         # the shell alias that runs Claude Code on the local model
+# The local alias keeps its own profile (CLAUDE_CONFIG_DIR=~/<this>): `/model` choices made
+# there never leak into the developer's cloud profile in ~/.claude.
+claude_local_profile = ".claude-local"
+# Project directories per developer user whose .claude/settings.json points at the local model:
+# {"dana": ["/home/dana/src/app"]}
+claude_projects = {}
+claude_project_gitignore = False      # add .claude/settings.json to the project's .gitignore
+claude_project_claude_md = False      # add a "Model setup" section to the project's CLAUDE.md

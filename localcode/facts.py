@@ -210,6 +210,9 @@ class AccountsFact(FactBase):
     """Developer accounts (home, login shell, ids) and the installed Claude Code version.
     Linux: getent passwd; macOS: dscl."""
 
+    def default(self) -> tuple[str | None, dict[str, Account | None]]:
+        return None, {}
+
     def command(self, users: tuple[str, ...] = ()) -> str:
         names = " ".join(sh_quote(u) for u in users)
         return "; ".join([

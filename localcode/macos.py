@@ -12,7 +12,7 @@ from pyinfra.api import FactBase, operation
 from pyinfra.operations import files
 
 from .facts import MARK, HostHardware, _sections
-from .ollama import BASE, BIN_LINK, INSTALL_HELPER, helper_script, failure, running_version, server_environment
+from .ollama import BASE, BIN_LINK, INSTALL_HELPER, failure, running_version, server_environment
 from .settings import HostConfig
 from .shell import command, sh_quote
 from .sizing import Decision
@@ -120,7 +120,6 @@ def install_macos(config: HostConfig, decision: Decision, facts: HostHardware) -
     else:
         host.log(f"ollama: CLI tarball ({plan.reason})")
         if plan.action != "keep":
-            helper_script(name="localcode release helper", _sudo=True)
             binary_changed.append(darwin_release(name=f"Ollama {plan.version} CLI tarball (verified)",
                                                  version=plan.version, url_template=config.ollama_url_template,
                                                  _sudo=True))

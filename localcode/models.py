@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pyinfra import host
@@ -16,14 +15,14 @@ from pyinfra.api.exceptions import FactProcessError
 from pyinfra.operations import files
 
 from .facts import MARK, OllamaFact, _sections
-from .ollama import HELPER_DIR, failure
+from . import helpers
+from .ollama import failure
 from .settings import HostConfig
 from .shell import command, sh_quote
 from .sizing import Decision
 
 MODELFILES = "/usr/local/lib/localcode/models"
-PULL_HELPER = f"{HELPER_DIR}/localcode-pull"
-SCRIPTS = Path(__file__).with_name("scripts")
+PULL_HELPER = helpers.path("localcode-pull")
 
 
 @dataclass(frozen=True)
@@ -179,9 +178,6 @@ def ensure(config: HostConfig, decision: Decision) -> None:
         host.noop(f"no model for this host: {decision.reason}")
         return
     api = config.ollama_host
-    files.directory(name="localcode helpers", path=HELPER_DIR, user="root", group="root", mode="0755")
-    files.put(name="localcode pull helper", src=str(SCRIPTS / "localcode-pull"), dest=PULL_HELPER,
-              user="root", group="root", mode="0755")
     digest = config.model_digests.get(decision.model) or config.catalog().by_tag()[decision.model].digest
     pulled = pull(name=f"Base model {decision.model}", api=api, model=decision.model, digest=digest)
     parameters = desired_parameters(config, decision)

@@ -19,6 +19,7 @@ from pyinfra.api.exceptions import FactProcessError
 from pyinfra.facts.server import Groups
 from pyinfra.operations import files, server, systemd
 
+from . import helpers
 from .facts import MARK, OllamaFact, _sections
 from .settings import HostConfig
 from .shell import command, sh_quote
@@ -27,14 +28,12 @@ from .sizing import Decision
 from .versions import InstallPlan, effective_floor, plan_install
 
 BASE = "/usr/local/lib/localcode/ollama"
-HELPER_DIR = "/usr/local/lib/localcode/bin"
-INSTALL_HELPER = f"{HELPER_DIR}/localcode-install-release"
+INSTALL_HELPER = helpers.path("localcode-install-release")
 BIN_LINK = "/usr/local/bin/ollama"
 MANUAL_LIB = "/usr/local/lib/ollama"  # what install.sh leaves; stale libs crash new binaries
 UNIT = "/etc/systemd/system/ollama.service"
 DROPIN = "/etc/systemd/system/ollama.service.d/localcode.conf"
 SERVICE_HOME = "/usr/share/ollama"
-SCRIPTS = Path(__file__).with_name("scripts")
 ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
 
@@ -51,6 +50,9 @@ class OllamaLayout:
 class OllamaLayoutFact(FactBase):
     """What of our release layout (and of a manual install.sh install) is on the host, and
     which of the tools the install needs are present: one round trip."""
+
+    def default(self) -> OllamaLayout:
+        return OllamaLayout((), None, "missing", None, False)
 
     def command(self) -> str:
         base = sh_quote(BASE)
@@ -70,7 +72,7 @@ class OllamaLayoutFact(FactBase):
         current = next((Path(c).name for c in s.get("current", []) if c), None)
         kind_lines = s.get("bin", [])
         if not kind_lines or kind_lines[0] not in ("link", "file", "missing"):
-            raise FactProcessError(f"ollama layout: unexpected output:\n" + "\n".join(output))
+            raise FactProcessError("ollama layout: unexpected output:\n" + "\n".join(output))
         target = kind_lines[1] if kind_lines[0] == "link" and len(kind_lines) > 1 else None
         return OllamaLayout(releases, current, kind_lines[0], target, bool(s.get("manual-lib")),
                             tuple(s.get("tools", [])))
@@ -102,14 +104,6 @@ def server_environment(config: HostConfig, decision: Decision) -> dict[str, str]
         env["OLLAMA_NO_CLOUD"] = "1"
     env.update(config.ollama_environment)
     return dict(sorted(env.items()))
-
-
-@operation()
-def helper_script():
-    """Put our verified-download helper on the host (a static script: data only as argv)."""
-    yield from files.directory._inner(path=HELPER_DIR, user="root", group="root", mode="0755")
-    yield from files.put._inner(src=str(SCRIPTS / "localcode-install-release"), dest=INSTALL_HELPER,
-                                user="root", group="root", mode="0755")
 
 
 @operation()
@@ -199,7 +193,6 @@ def install_linux(config: HostConfig, decision: Decision, arch: str, rocm: bool)
     )
     changed = []
     if plan.action != "keep":
-        helper_script(name="localcode release helper")
         changed.append(release(name=f"Ollama {plan.version} release (verified)", version=plan.version,
                                arch=arch, rocm=rocm, url_template=config.ollama_url_template))
         changed.append(activate(name=f"Activate Ollama {plan.version}", version=plan.version, arch=arch, rocm=rocm))

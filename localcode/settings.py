@@ -76,6 +76,22 @@ class ModelParameters(BaseModel):
         return [(k, v) for k, v in self.model_dump().items() if v is not None]
 
 
+def _check_project_dir(value: str) -> str:
+    if not value.startswith("/") or not re.fullmatch(r"[A-Za-z0-9._/@+-]+", value) or "/../" in value + "/" \
+            or value.endswith("/..") or "//" in value:
+        raise ValueError("expected an absolute directory path without '..', spaces or shell characters")
+    return value.rstrip("/") or "/"
+
+
+def _check_claude_template(value: str) -> str:
+    fields = set(re.findall(r"{([^{}]*)}", value))
+    if not re.fullmatch(r"https?://[^\s\"'`$;|&<>]+", value) or fields != {"version", "file"}:
+        raise ValueError("expected an http(s) URL template with {version} and {file}, e.g. "
+                         "https://downloads.claude.ai/claude-code-releases/{version}/{file}")
+    return value
+
+
+ProjectDir = Annotated[str, AfterValidator(_check_project_dir)]
 EnvName = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]*$")]
 EnvValue = Annotated[str, AfterValidator(_check_env_value)]
 # Data keys that belong to pyinfra itself (connectors, global arguments), not to us.
@@ -118,6 +134,18 @@ class HostConfig(BaseModel):
     model_digests: dict[ModelTag, Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]] = {}
     prune_models: bool = False
     keep_models: tuple[ModelTag, ...] = ()
+
+    # Claude Code.
+    claude_version: VersionStr = "2.1.330"
+    claude_install_method: Literal["native", "npm", "brew"] = "native"
+    claude_url_template: Annotated[str, AfterValidator(_check_claude_template)] = (
+        "https://downloads.claude.ai/claude-code-releases/{version}/{file}")
+    claude_npm_registry: Annotated[str, Field(pattern=r"^https?://[A-Za-z0-9.:/_-]+$")] | None = None
+    claude_alias: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")] = "claude-local"
+    claude_local_profile: Annotated[str, Field(pattern=r"^\.[a-z][a-z0-9._-]{0,30}$")] = ".claude-local"
+    claude_projects: dict[UserName, tuple[ProjectDir, ...]] = {}
+    claude_project_gitignore: bool = False
+    claude_project_claude_md: bool = False
 
     # Ollama versions.
     ollama_min_version: VersionStr = "0.14.3"
@@ -181,6 +209,10 @@ def _cross_check(config: HostConfig) -> list[str]:
     if managed:
         problems.append(f"  ollama_environment = {config.ollama_environment!r}: {managed} are set from their own "
                         f"keys (ollama_host, ollama_keep_alive, num_parallel, sizing, network)")
+    strangers = sorted(set(config.claude_projects) - set(config.developer_users))
+    if strangers:
+        problems.append(f"  claude_projects = {dict(config.claude_projects)!r}: users {strangers} are not in "
+                        f"developer_users {list(config.developer_users)}")
     if Version(config.ollama_version) < Version(config.ollama_min_version):
         problems.append(f"  ollama_version = {config.ollama_version!r}: below ollama_min_version "
                         f"{config.ollama_min_version!r}")

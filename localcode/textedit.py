@@ -10,11 +10,12 @@ from typing import Any
 
 BEGIN = "# >>> localcode >>>"
 END = "# <<< localcode <<<"
+MARKDOWN = ("<!-- >>> localcode >>> -->", "<!-- <<< localcode <<< -->")
 
 
-def apply_block(text: str, body: str, comment: str = "#") -> str:
+def apply_block(text: str, body: str, markers: tuple[str, str] = (BEGIN, END)) -> str:
     """Put `body` between our markers: replace an existing block in place, else append one."""
-    begin, end = BEGIN.replace("#", comment, 1), END.replace("#", comment, 1)
+    begin, end = markers
     block = f"{begin}\n{body.rstrip()}\n{end}\n"
     pattern = re.compile(rf"^{re.escape(begin)}\n.*?^{re.escape(end)}\n?", re.S | re.M)
     if pattern.search(text):

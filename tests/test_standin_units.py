@@ -208,3 +208,13 @@ def test_synthetic_catalog_covers_every_research_model():
         assert s["context"] == row["max_context"] and s["layers"] == row["n_layers"]
         assert (s["tools"], s["thinking"], s["vision"]) == (row["tools"], row["thinking"], row["vision"])
         assert s["params_b"] == row["params_total_b"]
+
+
+def test_tool_input_fills_required_and_explicit_assignments():
+    from ollama_standin.anthropic import tool_input
+
+    tool = {"name": "Agent", "input_schema": {"type": "object", "required": ["description", "prompt"],
+            "properties": {"description": {"type": "string"}, "prompt": {"type": "string"},
+                           "subagent_type": {"type": "string"}}}}
+    assert tool_input(tool, "use the Agent tool with `look around` and `subagent_type=quick` `colour=red`") == {
+        "description": "look around", "prompt": "look around", "subagent_type": "quick"}

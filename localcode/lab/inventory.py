@@ -39,6 +39,7 @@ def lab_groups(lab_name: str) -> dict[str, list[HostEntry]]:
         if host.network == "online":
             # The lab's release mirror is laid out like the real sources: only the base changes.
             data["ollama_url_template"] = f"{spec.internet.mirror_url}/ollama/releases/download/v{{version}}/{{file}}"
+            data["claude_url_template"] = f"{spec.internet.mirror_url}/claude-code-releases/{{version}}/{{file}}"
         for group in _memberships(host):
             groups[group].append((host.name, data))
     return groups

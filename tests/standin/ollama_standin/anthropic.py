@@ -128,13 +128,19 @@ def _fill(schema: dict, snippet: str | None):
 
 
 def tool_input(tool: dict, user_text: str) -> dict:
+    """Required properties get the first backtick-quoted snippet (or a filler word); a quoted
+    `name=value` sets that property explicitly, optional ones included (a test-double
+    affordance, e.g. `subagent_type=quick` to make Claude Code start a given subagent)."""
     schema = tool.get("input_schema") or {}
     props = schema.get("properties") or {}
-    m = re.search(r"`([^`]+)`", user_text)
-    snippet = m.group(1) if m else None
+    snippets = re.findall(r"`([^`]+)`", user_text)
+    assigned = dict(s.split("=", 1) for s in snippets if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", s))
+    plain = [s for s in snippets if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", s)]
+    snippet = plain[0] if plain else None
     out = {}
     for name in schema.get("required") or []:
         out[name] = _fill(props.get(name) or {}, snippet)
+    out.update({k: v for k, v in assigned.items() if k in props})
     return out
 
 

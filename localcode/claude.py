@@ -1,0 +1,159 @@
+"""Claude Code on every host, pinned and verified, never self-updating.
+
+Native (default): the release binary for the host's platform, checked against the sha256 and
+size in that release's manifest.json, in `/usr/local/lib/localcode/claude/<version>/claude`
+with `/usr/local/bin/claude` pointing at it (on every user's PATH). Alternatives: `npm` (the
+pinned wrapper and platform packages, Node >= 22 checked) and, on macOS, the Homebrew cask."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyinfra import host
+from pyinfra.api import FactBase, operation
+
+from .facts import MARK, HostHardware, _sections
+from . import helpers
+from .ollama import failure
+from .settings import HostConfig
+from .shell import command
+from .textedit import JsonEditError, set_json
+from .userfiles import FilesFact, write_text
+
+BASE = "/usr/local/lib/localcode/claude"
+BIN_LINK = "/usr/local/bin/claude"
+INSTALL_HELPER = helpers.path("localcode-install-claude")
+MANAGED_SETTINGS = {"Linux": "/etc/claude-code/managed-settings.json",
+                    "Darwin": "/Library/Application Support/ClaudeCode/managed-settings.json"}
+PLATFORMS = {("Linux", "x86_64"): "linux-x64", ("Linux", "aarch64"): "linux-arm64",
+             ("Darwin", "arm64"): "darwin-arm64", ("Darwin", "x86_64"): "darwin-x64"}
+
+
+@dataclass(frozen=True)
+class ClaudeInstall:
+    version: str | None          # what `claude --version` on PATH reports
+    link: str | None             # where /usr/local/bin/claude points
+    releases: tuple[str, ...]
+    node_major: int | None
+    musl: bool
+
+
+class ClaudeInstallFact(FactBase):
+    """The Claude Code on PATH, our release layout, Node's major version and the libc: one trip."""
+
+    def default(self) -> ClaudeInstall:
+        return ClaudeInstall(None, None, (), None, False)
+
+    def command(self) -> str:
+        return "; ".join([
+            f"echo {MARK}version; claude --version 2>/dev/null",
+            f"echo {MARK}link; readlink {BIN_LINK} 2>/dev/null",
+            f"echo {MARK}releases; for d in {BASE}/*/; do [ -x \"$d/claude\" ] && basename \"$d\"; done 2>/dev/null",
+            f"echo {MARK}node; node --version 2>/dev/null",
+            f"echo {MARK}musl; ldd --version 2>&1 | grep -qi musl && echo yes",
+            "true",
+        ])
+
+    def process(self, output: list[str]) -> ClaudeInstall:
+        s = _sections(output)
+        version = next((line.split()[0] for line in s.get("version", []) if line.strip()), None)
+        node = next((line.strip().lstrip("v").split(".")[0] for line in s.get("node", []) if line.strip()), "")
+        return ClaudeInstall(version, next((x for x in s.get("link", []) if x), None),
+                             tuple(x for x in s.get("releases", []) if x),
+                             int(node) if node.isdigit() else None, bool(s.get("musl")))
+
+
+def platform(facts: HostHardware, musl: bool) -> str | None:
+    key = PLATFORMS.get((facts.os, facts.arch))
+    return f"{key}-musl" if key and musl and facts.os == "Linux" else key
+
+
+@operation()
+def native(version: str, platform_: str, url_template: str):
+    """Download, verify and install the pinned binary, then point /usr/local/bin/claude at it."""
+    state = host.get_fact(ClaudeInstallFact)
+    dest = f"{BASE}/{version}"
+    if version in state.releases and state.link == f"{dest}/claude":
+        host.noop(f"Claude Code {version} is installed and on PATH")
+        return
+    if version not in state.releases:
+        yield command(INSTALL_HELPER, url_template.format(version=version, file="manifest.json"),
+                      url_template.format(version=version, file=f"{platform_}/claude"), platform_, version, dest)
+    yield command("ln", "-sfn", f"{dest}/claude", f"{BIN_LINK}.new")
+    yield command("mv", "-f", f"{BIN_LINK}.new", BIN_LINK)
+
+
+@operation()
+def npm(version: str, registry: str | None):
+    """The pinned npm packages (the wrapper pulls the platform binary package)."""
+    state = host.get_fact(ClaudeInstallFact)
+    if state.version == version:
+        host.noop(f"Claude Code {version} is installed (npm)")
+        return
+    if state.node_major is None:
+        yield from failure._inner(message="claude_install_method npm: Node.js is not installed")
+        return
+    if state.node_major < 22:
+        host.log(f"warning: Node {state.node_major} is older than Claude Code's engines.node >= 22")
+    args = ["install", "-g", f"@anthropic-ai/claude-code@{version}"]
+    if registry:
+        args += ["--registry", registry]
+    yield command("npm", *args)
+
+
+@operation()
+def cask(brew_bin: str, version: str):
+    """The Homebrew cask (the cask's version is Homebrew's; checked against the pin below)."""
+    state = host.get_fact(ClaudeInstallFact)
+    if state.version == version:
+        host.noop(f"Claude Code {version} is installed (Homebrew cask)")
+        return
+    yield command(brew_bin, "install", "--cask", "claude-code")
+
+
+@operation()
+def reports_version(version: str):
+    """`claude --version` on PATH must print the pinned version."""
+    state = host.get_fact(ClaudeInstallFact)
+    if state.version == version:
+        host.noop(f"claude --version reports {version}")
+        return
+    yield command("sh", "-c", 'v=$(claude --version 2>/dev/null | cut -d" " -f1); [ "$v" = "$1" ] || '
+                  '{ echo "claude --version reports ${v:-nothing}, expected $1" >&2; exit 1; }', "localcode", version)
+
+
+def install(config: HostConfig, facts: HostHardware, brew_bin: str | None = None) -> None:
+    state = host.get_fact(ClaudeInstallFact)
+    method = config.claude_install_method
+    if method == "native":
+        target = platform(facts, state.musl)
+        if target is None:
+            failure(name="Claude Code platform", message=f"no Claude Code build for {facts.os} {facts.arch}")
+            return
+        native(name=f"Claude Code {config.claude_version} (verified)", version=config.claude_version,
+               platform_=target, url_template=config.claude_url_template)
+    elif method == "npm":
+        npm(name=f"Claude Code {config.claude_version} (npm)", version=config.claude_version,
+            registry=config.claude_npm_registry)
+    elif facts.os != "Darwin" or brew_bin is None:
+        failure(name="Claude Code cask", message="claude_install_method brew needs macOS with Homebrew")
+        return
+    else:
+        cask(name="Claude Code (Homebrew cask)", brew_bin=brew_bin, version=config.claude_version)
+    reports_version(name="claude --version reports the pinned version", version=config.claude_version)
+    no_self_updates(facts.os)
+
+
+def no_self_updates(os_name: str) -> None:
+    """Managed hosts never self-update: DISABLE_UPDATES in the managed settings (highest
+    precedence, for every user and profile); other keys there stay as they are."""
+    path = MANAGED_SETTINGS[os_name]
+    state = host.get_fact(FilesFact, paths=(path,)).get(path)
+    before = state.text if state else None
+    try:
+        text = set_json(before or "", ("env",), {"DISABLE_UPDATES": "1"})
+    except JsonEditError as exc:
+        failure(name="Claude Code managed settings", message=f"{path}: {exc}")
+        return
+    write_text(name="Claude Code managed settings: no self-updates", path=path, text=text, before=before,
+               uid=0, gid=0, mode=(state.mode if state and state.mode else "644"), why="DISABLE_UPDATES")

@@ -1,0 +1,183 @@
+"""Wire Claude Code to the local model for every developer user and every tier.
+
+Per user: a managed block in the rc file of the login shell defines the alias (default
+`claude-local`) that runs claude with the local environment and its own profile directory
+(CLAUDE_CONFIG_DIR), so `/model` choices never leak into the cloud profile. Configured
+projects get `model` and `env` merged into `.claude/settings.json`. Air-gapped hosts, which have
+no cloud, also get onboarding and trust pre-seeded in `~/.claude.json` and the local model as
+the user-level default, so plain `claude` works there."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from pyinfra import host
+
+from .facts import Account, AccountsFact
+from .ollama import failure
+from .settings import HostConfig
+from .sizing import Decision
+from .textedit import MARKDOWN, JsonEditError, apply_block, set_json
+from .userfiles import FileState, FilesFact, write_text
+
+TIERS = ("ANTHROPIC_DEFAULT_OPUS_MODEL", "ANTHROPIC_DEFAULT_SONNET_MODEL", "ANTHROPIC_DEFAULT_HAIKU_MODEL",
+         "CLAUDE_CODE_SUBAGENT_MODEL")
+
+
+def base_url(ollama_host: str) -> str:
+    """Where clients reach the server (a wildcard bind is reached on loopback); the root, not /v1."""
+    hostname, _, port = ollama_host.rpartition(":")
+    if hostname in ("0.0.0.0", "[::]", "::"):
+        hostname = "127.0.0.1"
+    return f"http://{hostname}:{port}"
+
+
+def local_environment(config: HostConfig, decision: Decision) -> dict[str, str]:
+    """The variables that point every Claude Code tier at the derived model."""
+    env = {
+        "ANTHROPIC_BASE_URL": base_url(config.ollama_host),
+        "ANTHROPIC_AUTH_TOKEN": "ollama",
+        "ANTHROPIC_API_KEY": "",
+        **{tier: decision.name for tier in TIERS},
+        "CLAUDE_CODE_MAX_CONTEXT_TOKENS": str(decision.num_ctx),
+        "CLAUDE_CODE_ATTRIBUTION_HEADER": "0",
+        "CLAUDE_CODE_TOTAL_TOKENS_REMINDER": "off",
+        "DISABLE_UPDATES": "1",
+    }
+    if config.network == "airgapped":
+        env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"
+        env["CLAUDE_CODE_DISABLE_OFFICIAL_MARKETPLACE_AUTOINSTALL"] = "1"
+    return env
+
+
+def fish_quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def alias_block(shell: str, alias: str, env: dict[str, str], model: str) -> str:
+    """The block body defining the alias in the shell's own syntax."""
+    note = f"# {alias}: Claude Code on the local model {model} (managed by localcode)"
+    if shell == "fish":
+        assigns = " ".join(f"{k}={fish_quote(v)}" for k, v in env.items())
+        return f"{note}\nfunction {alias} --wraps claude\n    env {assigns} claude $argv\nend"
+    line = " ".join(["env", *(f"{k}={shlex.quote(v)}" for k, v in env.items()), "claude"])
+    return f"{note}\nalias {alias}={shlex.quote(line)}"
+
+
+@dataclass(frozen=True)
+class Edit:
+    path: str
+    text: str
+    why: str
+    uid: int
+    gid: int
+
+
+def rc_paths(account: Account, existing: dict[str, FileState]) -> list[str]:
+    """Where the alias goes for this login shell; bash login shells read ~/.bash_profile or
+    ~/.profile, which on many systems do not source ~/.bashrc."""
+    shell = account.shell.rsplit("/", 1)[-1]
+    home = account.home
+    if shell == "zsh":
+        return [f"{home}/.zshrc"]
+    if shell == "fish":
+        return [f"{home}/.config/fish/conf.d/localcode.fish"]
+    if shell == "bash":
+        login = next((p for p in (f"{home}/.bash_profile", f"{home}/.bash_login") if existing.get(p, FileState(None, None)).text is not None),
+                     f"{home}/.profile")
+        login_text = existing.get(login, FileState(None, None)).text or ""
+        return [f"{home}/.bashrc"] + ([] if ".bashrc" in login_text else [login])
+    return [f"{home}/.profile"]
+
+
+def candidate_paths(config: HostConfig, accounts: dict[str, Account | None]) -> tuple[str, ...]:
+    """Every file wiring may read, so they come back in one round trip."""
+    paths: list[str] = []
+    for name in config.developer_users:
+        account = accounts.get(name)
+        if account is None:
+            continue
+        home = account.home
+        paths += [f"{home}/.zshrc", f"{home}/.bashrc", f"{home}/.bash_profile", f"{home}/.bash_login",
+                  f"{home}/.profile", f"{home}/.config/fish/conf.d/localcode.fish",
+                  f"{home}/{config.claude_local_profile}/settings.json", f"{home}/.claude.json",
+                  f"{home}/.claude/settings.json"]
+        for project in config.claude_projects.get(name, ()):
+            paths += [f"{project}/.claude/settings.json", f"{project}/.gitignore", f"{project}/CLAUDE.md"]
+    return tuple(paths)
+
+
+def claude_md_section(config: HostConfig, decision: Decision) -> str:
+    return (f"## Model setup\n\nThis project runs Claude Code on a local model: `{decision.name}` "
+            f"({decision.model}, {decision.num_ctx // 1024}K context, KV cache {decision.kv_cache_type}) served by "
+            f"Ollama at {base_url(config.ollama_host)}. `.claude/settings.json` points every model tier at it; "
+            f"`{config.claude_alias}` does the same from any directory.")
+
+
+def user_edits(config: HostConfig, decision: Decision, account: Account,
+               existing: dict[str, FileState]) -> list[Edit]:
+    """Pure: the files one developer user gets, as full new texts."""
+    env = local_environment(config, decision)
+    profile = f"{account.home}/{config.claude_local_profile}"
+    edits: list[Edit] = []
+
+    def text(path: str) -> str:
+        return existing.get(path, FileState(None, None)).text or ""
+
+    def add(path: str, new: str, why: str) -> None:
+        edits.append(Edit(path, new, why, account.uid, account.gid))
+
+    shell = account.shell.rsplit("/", 1)[-1]
+    body = alias_block(shell, config.claude_alias, {"CLAUDE_CONFIG_DIR": profile, **env}, decision.name)
+    for path in rc_paths(account, existing):
+        new = f"{body}\n" if path.endswith("/localcode.fish") else apply_block(text(path), body)
+        add(path, new, f"the {config.claude_alias} alias")
+    add(f"{profile}/settings.json", set_json(text(f"{profile}/settings.json"), (), {"model": decision.name}),
+        "the local profile's model")
+    projects = config.claude_projects.get(account.name, ())
+    claude_json = text(f"{account.home}/.claude.json")
+    if config.network == "airgapped":
+        claude_json = set_json(claude_json, (), {"hasCompletedOnboarding": True})
+        user_settings = set_json(text(f"{account.home}/.claude/settings.json"), ("env",), env)
+        user_settings = set_json(user_settings, (), {"model": decision.name, "skipWebFetchPreflight": True})
+        add(f"{account.home}/.claude/settings.json", user_settings, "the local model as the user default")
+    for project in projects:
+        claude_json = set_json(claude_json, ("projects", project), {"hasTrustDialogAccepted": True})
+        settings = set_json(text(f"{project}/.claude/settings.json"), ("env",), env)
+        add(f"{project}/.claude/settings.json", set_json(settings, (), {"model": decision.name}),
+            "the project's local model settings")
+        if config.claude_project_gitignore:
+            add(f"{project}/.gitignore", apply_block(text(f"{project}/.gitignore"), ".claude/settings.json"),
+                "the .gitignore entry")
+        if config.claude_project_claude_md:
+            add(f"{project}/CLAUDE.md", apply_block(text(f"{project}/CLAUDE.md"), claude_md_section(config, decision),
+                                                    MARKDOWN), "the Model setup section")
+    if config.network == "airgapped" or projects:
+        add(f"{account.home}/.claude.json", claude_json, "onboarding and project trust")
+    return edits
+
+
+def wire(config: HostConfig, decision: Decision) -> None:
+    """Write every developer user's files (only those whose text changes)."""
+    if decision.model is None:
+        host.noop(f"Claude Code wiring skipped: no local model ({decision.reason})")
+        return
+    _, accounts = host.get_fact(AccountsFact, users=config.developer_users)
+    missing = [u for u in config.developer_users if accounts.get(u) is None]
+    if missing:
+        failure(name="Developer users exist", message=f"developer users {missing} do not exist on this host")
+        return
+    existing = host.get_fact(FilesFact, paths=candidate_paths(config, accounts))
+    for name in config.developer_users:
+        account = accounts[name]
+        try:
+            edits = user_edits(config, decision, account, existing)
+        except JsonEditError as exc:
+            failure(name=f"Claude Code settings of {name}", message=f"{name}: {exc}")
+            continue
+        for edit in edits:
+            before = existing.get(edit.path, FileState(None, None))
+            private = edit.path.endswith("/.claude.json")  # holds account state: owner only
+            write_text(name=f"{name}: {edit.why}", path=edit.path, text=edit.text, before=before.text,
+                       uid=edit.uid, gid=edit.gid, mode=before.mode or ("600" if private else "644"), why=edit.why)

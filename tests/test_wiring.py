@@ -1,0 +1,126 @@
+"""Wiring (pure): the alias in each shell's syntax, the environment for every tier, project
+settings merged without touching other keys, air-gapped defaults."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+
+import pytest
+
+from localcode.facts import Account
+from localcode.settings import validate_host_data
+from localcode.sizing import Decision
+from localcode.textedit import BEGIN, END
+from localcode.userfiles import FileState
+from localcode.wiring import TIERS, base_url, local_environment, rc_paths, user_edits
+
+DECISION = Decision("qwen3-coder:30b", "localcode/qwen3-coder:30b-128k", 131072, "q8_0", 40 * 2**30,
+                    30 * 2**30, "GPU", "fits", min_ollama="0.14.3")
+
+
+def account(shell: str, name: str = "dev") -> Account:
+    return Account(name, 1000, 1000, f"/home/{name}", shell)
+
+
+def config(**data):
+    return validate_host_data("h", {"developer_users": ["dev"], **data})
+
+
+def test_environment_maps_every_tier_and_the_context():
+    env = local_environment(config(), DECISION)
+    assert env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:11434"
+    assert env["ANTHROPIC_AUTH_TOKEN"] == "ollama" and env["ANTHROPIC_API_KEY"] == ""
+    assert all(env[t] == DECISION.name for t in TIERS)
+    assert env["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "131072"
+    assert env["CLAUDE_CODE_ATTRIBUTION_HEADER"] == "0" and env["CLAUDE_CODE_TOTAL_TOKENS_REMINDER"] == "off"
+    assert env["DISABLE_UPDATES"] == "1" and "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC" not in env
+    air = local_environment(config(network="airgapped"), DECISION)
+    assert air["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
+    assert air["CLAUDE_CODE_DISABLE_OFFICIAL_MARKETPLACE_AUTOINSTALL"] == "1"
+
+
+def test_base_url_is_the_root_and_never_a_wildcard():
+    assert base_url("127.0.0.1:11434") == "http://127.0.0.1:11434"
+    assert base_url("0.0.0.0:8000") == "http://127.0.0.1:8000"
+
+
+def test_alias_runs_with_the_exact_environment(tmp_path):
+    """bash here; zsh uses the same alias syntax and is exercised in its real login shell on the lab."""
+    edits = user_edits(config(), DECISION, account("/bin/bash"), {})
+    rc = next(e for e in edits if e.path.endswith(".bashrc"))
+    (tmp_path / "rc").write_text(rc.text)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "claude").write_text("#!/bin/sh\nenv\n")
+    (fake / "claude").chmod(0o755)
+    script = tmp_path / "run.sh"
+    script.write_text(f"PATH={shlex.quote(str(fake))}:$PATH\nshopt -s expand_aliases\n. {shlex.quote(str(tmp_path / 'rc'))}\n"
+                      "claude-local\n")
+    out = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=True).stdout
+    env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    assert all(env[t] == DECISION.name for t in TIERS)
+    assert env["ANTHROPIC_API_KEY"] == "" and env["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "131072"
+    assert env["CLAUDE_CONFIG_DIR"] == "/home/dev/.claude-local"
+
+
+def test_fish_gets_its_own_conf_d_file():
+    edits = user_edits(config(), DECISION, account("/usr/bin/fish"), {})
+    fish = next(e for e in edits if e.path == "/home/dev/.config/fish/conf.d/localcode.fish")
+    assert "function claude-local --wraps claude" in fish.text and "$argv" in fish.text
+    assert "ANTHROPIC_API_KEY='' " in fish.text
+
+
+def test_bash_login_file_gets_the_block_unless_it_sources_bashrc():
+    plain = rc_paths(account("/bin/bash"), {})
+    assert plain == ["/home/dev/.bashrc", "/home/dev/.profile"]
+    sourcing = {"/home/dev/.profile": FileState('. "$HOME/.bashrc"\n', "644")}
+    assert rc_paths(account("/bin/bash"), sourcing) == ["/home/dev/.bashrc"]
+    own_profile = {"/home/dev/.bash_profile": FileState("export A=1\n", "644")}
+    assert rc_paths(account("/bin/bash"), own_profile) == ["/home/dev/.bashrc", "/home/dev/.bash_profile"]
+
+
+def test_existing_rc_text_stays_byte_identical():
+    before = "# mine\nalias ll='ls -l'\n"
+    edits = user_edits(config(), DECISION, account("/bin/zsh"), {"/home/dev/.zshrc": FileState(before, "600")})
+    rc = next(e for e in edits if e.path == "/home/dev/.zshrc")
+    assert rc.text.startswith(before) and rc.text.rstrip().endswith(END) and BEGIN in rc.text
+
+
+def test_project_settings_merge_keeps_other_keys_and_trust_is_seeded():
+    project = "/home/dev/src/app"
+    existing = {f"{project}/.claude/settings.json": FileState(
+        '{\n  "permissions": {"allow": ["Bash(make:*)"]},\n  "env": {"FOO": "1"}\n}\n', "644")}
+    edits = {e.path: e for e in user_edits(config(claude_projects={"dev": [project]}), DECISION,
+                                           account("/bin/bash"), existing)}
+    settings = json.loads(edits[f"{project}/.claude/settings.json"].text)
+    assert settings["permissions"] == {"allow": ["Bash(make:*)"]}
+    assert settings["env"]["FOO"] == "1" and settings["env"]["ANTHROPIC_DEFAULT_OPUS_MODEL"] == DECISION.name
+    assert settings["model"] == DECISION.name
+    assert '  "permissions": {"allow": ["Bash(make:*)"]},' in edits[f"{project}/.claude/settings.json"].text
+    trust = json.loads(edits["/home/dev/.claude.json"].text)
+    assert trust["projects"][project]["hasTrustDialogAccepted"] is True
+    assert "hasCompletedOnboarding" not in trust
+
+
+def test_airgapped_users_get_plain_claude_local_and_onboarding():
+    edits = {e.path: e for e in user_edits(config(network="airgapped"), DECISION, account("/bin/bash"), {})}
+    user = json.loads(edits["/home/dev/.claude/settings.json"].text)
+    assert user["model"] == DECISION.name and user["env"]["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
+    assert json.loads(edits["/home/dev/.claude.json"].text)["hasCompletedOnboarding"] is True
+
+
+def test_optional_gitignore_and_claude_md():
+    project = "/srv/app"
+    edits = {e.path: e for e in user_edits(
+        config(claude_projects={"dev": [project]}, claude_project_gitignore=True, claude_project_claude_md=True),
+        DECISION, account("/bin/bash"), {f"{project}/CLAUDE.md": FileState("# App\n", "644")})}
+    assert ".claude/settings.json" in edits[f"{project}/.gitignore"].text
+    md = edits[f"{project}/CLAUDE.md"].text
+    assert md.startswith("# App\n") and "## Model setup" in md and "<!-- >>> localcode >>> -->" in md
+
+
+def test_projects_of_unknown_users_are_rejected():
+    with pytest.raises(Exception, match="not in developer_users"):
+        validate_host_data("h", {"developer_users": ["dev"], "claude_projects": {"eve": ["/srv/x"]}})
