@@ -78,6 +78,39 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bundle(args: argparse.Namespace) -> int:
+    from .bundle import BundleError, Sources, build
+    from .settings import HostConfig
+
+    defaults = HostConfig()
+    models = list(args.model)
+    if args.inventory:
+        from .gather import gather_plans
+
+        plans = gather_plans(args.inventory)
+        unreachable = [p.host for p in plans if p.error]
+        if unreachable:
+            print(f"warning: no sizing for {unreachable}; add their models with --model", file=sys.stderr)
+        models += [p.decision.model for p in plans if p.decision and p.decision.model]
+    if not models:
+        print("error: no models: give --inventory and/or --model", file=sys.stderr)
+        return 2
+    sources = Sources(args.ollama_url.rstrip("/"), args.claude_url.rstrip("/"), args.registry.rstrip("/"))
+    try:
+        index, fetched = build(args.directory, models, tuple(args.platform or ["linux-amd64"]),
+                               args.ollama_version or defaults.ollama_version,
+                               args.claude_version or defaults.claude_version, sources, args.workers,
+                               progress=not args.quiet)
+    except BundleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    total = sum(f.size for f in index.files) + sum(b.size for m in index.models for b in m.blobs)
+    print(f"bundle {args.directory}: Ollama {index.ollama_version}, Claude Code {index.claude_version}, "
+          f"models {', '.join(m.name for m in index.models)}; {total / 1e6:.1f} MB in all, "
+          f"{fetched / 1e6:.1f} MB downloaded now")
+    return 0
+
+
 def _print_status(rows: list[dict[str, object]]) -> None:
     if not rows:
         return
@@ -110,6 +143,21 @@ def main(argv: list[str] | None = None) -> int:
     what.add_argument("--kv-cache-type", help="override: f16, q8_0 or q4_0")
     what.add_argument("--json", action="store_true", help="machine-readable output")
     what.set_defaults(handler=_plan)
+
+    pack = commands.add_parser("bundle", help="gather Ollama, Claude Code and models for air-gapped or mirrored fleets")
+    pack.add_argument("directory", type=Path, help="the bundle directory (created; re-runs fetch only what is missing)")
+    pack.add_argument("--inventory", help="size these hosts and bundle the models they get")
+    pack.add_argument("--model", action="append", default=[], help="a model to include (repeat)")
+    pack.add_argument("--platform", action="append", choices=("linux-amd64", "linux-arm64", "darwin"),
+                      help="platforms to carry (repeat; default linux-amd64)")
+    pack.add_argument("--ollama-version", help="default: ollama_version from group_data/all.py")
+    pack.add_argument("--claude-version", help="default: claude_version from group_data/all.py")
+    pack.add_argument("--ollama-url", default="https://github.com/ollama/ollama/releases/download")
+    pack.add_argument("--claude-url", default="https://downloads.claude.ai/claude-code-releases")
+    pack.add_argument("--registry", default="https://registry.ollama.ai")
+    pack.add_argument("--workers", type=int, default=4, help="parallel downloads")
+    pack.add_argument("--quiet", action="store_true", help="no progress bar")
+    pack.set_defaults(handler=_bundle)
     args = parser.parse_args(argv)
     return args.handler(args)
 
