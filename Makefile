@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # command:Debian package pairs the lab needs on the control machine
 LAB_TOOLS := debootstrap:debootstrap systemd-nspawn:systemd-container nginx:nginx-light socat:socat \
-	nft:nftables zstd:zstd ip:iproute2 ssh:openssh-client curl:curl npm:npm dpkg-deb:dpkg
+	nft:nftables zstd:zstd ip:iproute2 ssh:openssh-client curl:curl npm:npm dpkg-deb:dpkg rsync:rsync
 
 PYTEST_ARGS ?=
 
@@ -28,12 +28,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-# The main job on the lab fleet: bring it up, show it and its sizing plan, deploy, take it down
-# (also when a step fails). Air-gapped hosts need a bundle (coming with `localcode bundle`).
+# The main job on the lab fleet: bring it up, show its sizing plan, build the bundle the
+# air-gapped host needs, deploy every host, take the lab down (also when a step fails).
 demo: setup
 	$(BIN)/localcode lab up
 	$(BIN)/localcode plan inventory/lab.py && \
-	$(BIN)/pyinfra -y inventory/lab.py deploy.py --limit online; \
+	$(BIN)/localcode lab bundle && \
+	$(BIN)/pyinfra -y inventory/lab.py deploy.py; \
 	rc=$$?; $(BIN)/localcode lab down; exit $$rc
 
 test: setup

@@ -27,7 +27,7 @@ with host.arguments(**onboarding.system_arguments(host)):
 
     # 4. Models: the sizing's base model (pulled only when missing or not the pinned digest) and
     #    the derived model whose Modelfile fixes num_ctx, confirmed through /api/show.
-    models.ensure(config, sizing.decision)
+    models.ensure(config, sizing.decision, sizing.facts.os)
 
     # 5. Claude Code: the pinned release, verified against its manifest, never self-updating.
     claude.install(config, sizing.facts)

@@ -66,3 +66,13 @@ claude_local_profile = ".claude-local"
 claude_projects = {}
 claude_project_gitignore = False      # add .claude/settings.json to the project's .gitignore
 claude_project_claude_md = False      # add a "Model setup" section to the project's CLAUDE.md
+
+# --- Sources --------------------------------------------------------------------------------
+# "internet" (default), "bundle" (bundle_dir on the control machine, made by `localcode bundle`,
+# pushed to hosts over SSH, only missing files) or "mirror" (hosts fetch from mirror_url, any
+# static HTTP server serving a bundle directory; the control machine carries no bytes).
+ollama_source = "internet"
+claude_source = "internet"
+model_source = "internet"
+bundle_dir = None
+mirror_url = None

@@ -13,7 +13,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, operation
 
 from .facts import MARK, HostHardware, _sections
-from . import helpers
+from . import helpers, sources
 from .ollama import failure
 from .settings import HostConfig
 from .shell import command
@@ -69,16 +69,22 @@ def platform(facts: HostHardware, musl: bool) -> str | None:
 
 
 @operation()
-def native(version: str, platform_: str, url_template: str):
-    """Download, verify and install the pinned binary, then point /usr/local/bin/claude at it."""
+def native(version: str, platform_: str, url_template: str, bundle_dir: str | None = None):
+    """Download (or push from a bundle), verify and install the pinned binary, then point
+    /usr/local/bin/claude at it."""
     state = host.get_fact(ClaudeInstallFact)
     dest = f"{BASE}/{version}"
     if version in state.releases and state.link == f"{dest}/claude":
         host.noop(f"Claude Code {version} is installed and on PATH")
         return
     if version not in state.releases:
-        yield command(INSTALL_HELPER, url_template.format(version=version, file="manifest.json"),
-                      url_template.format(version=version, file=f"{platform_}/claude"), platform_, version, dest)
+        urls = [url_template.format(version=version, file=f) for f in ("manifest.json", f"{platform_}/claude")]
+        staged = [url.removeprefix(f"file://{sources.HOST_CACHE}/") for url in urls]
+        if bundle_dir:
+            yield from sources.push(bundle_dir, staged)
+        yield command(INSTALL_HELPER, *urls, platform_, version, dest)
+        if bundle_dir:
+            yield command("rm", "-f", *(f"{sources.HOST_CACHE}/{path}" for path in staged))
     yield command("ln", "-sfn", f"{dest}/claude", f"{BIN_LINK}.new")
     yield command("mv", "-f", f"{BIN_LINK}.new", BIN_LINK)
 
@@ -130,8 +136,11 @@ def install(config: HostConfig, facts: HostHardware, brew_bin: str | None = None
         if target is None:
             failure(name="Claude Code platform", message=f"no Claude Code build for {facts.os} {facts.arch}")
             return
+        template = sources.release_template("claude", config.claude_source, config.claude_url_template,
+                                            config.mirror_url)
         native(name=f"Claude Code {config.claude_version} (verified)", version=config.claude_version,
-               platform_=target, url_template=config.claude_url_template)
+               platform_=target, url_template=template,
+               bundle_dir=config.bundle_dir if config.claude_source == "bundle" else None)
     elif method == "npm":
         npm(name=f"Claude Code {config.claude_version} (npm)", version=config.claude_version,
             registry=config.claude_npm_registry)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
+from gevent import monkey
+
+monkey.patch_all()  # pyinfra runs on gevent: patch before anything imports ssl (requests)
+
+import argparse  # noqa: E402
 import json
 import sys
 from pathlib import Path
@@ -28,6 +32,15 @@ def _lab(args: argparse.Namespace) -> int:
             _print_status(fleet.status(name))
         elif args.action == "down":
             fleet.down(name)
+        elif args.action == "bundle":
+            from .lab.internet import build_bundle
+            from .lab.state import load_state
+
+            state = load_state(name)
+            if state is None or not state.data.get("ready"):
+                print(f"lab {name!r} is not up", file=sys.stderr)
+                return 1
+            build_bundle(state)
         else:
             rows = fleet.status(name)
             if not rows:
@@ -80,13 +93,12 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _bundle(args: argparse.Namespace) -> int:
     from .bundle import BundleError, Sources, build
+    from .gather import gather_plans
     from .settings import HostConfig
 
     defaults = HostConfig()
     models = list(args.model)
     if args.inventory:
-        from .gather import gather_plans
-
         plans = gather_plans(args.inventory)
         unreachable = [p.host for p in plans if p.error]
         if unreachable:
@@ -125,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="localcode", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     lab = commands.add_parser("lab", help="the test fleet: real SSH and systemd on this machine")
-    lab.add_argument("action", choices=("up", "down", "status"))
+    lab.add_argument("action", choices=("up", "down", "status", "bundle"),
+                     help="bundle: build the lab's bundle (for air-gapped and mirror hosts) from its internet")
     lab.add_argument("--spec", type=Path, default=DEFAULT_LAB_SPEC, help="lab file (default: %(default)s)")
     lab.add_argument("--name", help="lab name (default: the name in the lab file)")
     lab.set_defaults(handler=_lab)

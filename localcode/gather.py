@@ -23,7 +23,7 @@ def gather_plans(inventory_path: str) -> list[HostPlan]:
     ctx_state.set(state)
     inventory = make_inventory(inventory_path, cwd=state.cwd)
     ctx_inventory.set(inventory)
-    configs = validate_inventory([(h.name, h.data.dict()) for h in inventory])
+    configs = validate_inventory([(h.name, h.data.dict()) for h in inventory], for_deploy=False)
     state.init(inventory, Config())
     try:
         connect_all(state)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pyinfra import host
@@ -15,7 +16,8 @@ from pyinfra.api.exceptions import FactProcessError
 from pyinfra.operations import files
 
 from .facts import MARK, OllamaFact, _sections
-from . import helpers
+from . import helpers, sources
+from .bundle_index import load_index, manifest_path
 from .ollama import failure
 from .settings import HostConfig
 from .shell import command, sh_quote
@@ -23,6 +25,8 @@ from .sizing import Decision
 
 MODELFILES = "/usr/local/lib/localcode/models"
 PULL_HELPER = helpers.path("localcode-pull")
+SYNC_HELPER = helpers.path("localcode-sync-model")
+LINUX_STORE = "/usr/share/ollama/.ollama/models"
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,47 @@ def pull(api: str, model: str, digest: str | None):
                       "localcode", api, model, pin)
 
 
+class StoreBlobsFact(FactBase):
+    """The blob files in an Ollama store (names like sha256-<hex>)."""
+
+    def default(self) -> set:
+        return set()
+
+    def command(self, store: str) -> str:
+        return f"ls {sh_quote(store)}/blobs 2>/dev/null; true"
+
+    def process(self, output: list[str]) -> set[str]:
+        return {line.strip() for line in output if line.startswith("sha256-") and "partial" not in line}
+
+
+@operation()
+def sync(api: str, store: str, owner: str, model: str, bundle_dir: str | None, mirror_url: str | None,
+         pin: str | None):
+    """Put a model into the store from a bundle (pushing only the blobs the store lacks) or from
+    a mirror (the host fetches them), blobs first and manifest last; no server restart."""
+    present = {m.name: m.digest for m in host.get_fact(OllamaFact, api=api).models}
+    incoming = f"{store.rsplit('/', 1)[0]}/localcode-incoming"
+    if bundle_dir:
+        entry = load_index(Path(bundle_dir)).model(model)
+        if entry is None:
+            yield from failure._inner(message=f"{model} is not in the bundle {bundle_dir}: rebuild it with "
+                                              f"`localcode bundle {bundle_dir} --model {model}`")
+            return
+        want = entry.digest.removeprefix("sha256:")
+    else:
+        want = pin.removeprefix("sha256:") if pin else None
+    if model in present and (want is None or present[model] == want):
+        host.noop(f"{model} is in the store (digest {present[model][:12]})")
+        return
+    if bundle_dir:
+        have = host.get_fact(StoreBlobsFact, store=store)
+        missing = [b.path for b in entry.blobs if Path(b.path).name not in have]
+        yield from sources.push(bundle_dir, [entry.manifest, *missing], dest=incoming)
+        yield command(SYNC_HELPER, incoming, store, owner, entry.manifest, entry.digest)
+    else:
+        yield command(SYNC_HELPER, mirror_url, store, owner, manifest_path(model), f"sha256:{want}" if want else "-")
+
+
 @operation()
 def derived_model(api: str, model: str, modelfile: str, parameters: dict, recreate):
     """Create the derived model from its Modelfile when it is missing, its parameters differ,
@@ -172,14 +217,33 @@ def prune(api: str, keep: tuple[str, ...]):
         yield command("env", f"OLLAMA_HOST={api}", "ollama", "rm", name)
 
 
-def ensure(config: HostConfig, decision: Decision) -> None:
+def store_location(config: HostConfig, os_name: str) -> tuple[str, str]:
+    """(models directory, owner user:group) of the Ollama server's store."""
+    if "OLLAMA_MODELS" in config.ollama_environment:
+        store = config.ollama_environment["OLLAMA_MODELS"]
+    elif os_name == "Darwin":
+        store = f"/Users/{config.developer_users[0]}/.ollama/models"
+    else:
+        store = LINUX_STORE
+    owner = f"{config.developer_users[0]}:staff" if os_name == "Darwin" else "ollama:ollama"
+    return store, owner
+
+
+def ensure(config: HostConfig, decision: Decision, os_name: str) -> None:
     """Base model, derived model, optional pruning: the sizing decides which."""
     if decision.model is None:
         host.noop(f"no model for this host: {decision.reason}")
         return
     api = config.ollama_host
     digest = config.model_digests.get(decision.model) or config.catalog().by_tag()[decision.model].digest
-    pulled = pull(name=f"Base model {decision.model}", api=api, model=decision.model, digest=digest)
+    if config.model_source == "internet":
+        pulled = pull(name=f"Base model {decision.model}", api=api, model=decision.model, digest=digest)
+    else:
+        store, owner = store_location(config, os_name)
+        pulled = sync(name=f"Base model {decision.model} ({config.model_source})", api=api, store=store,
+                      owner=owner, model=decision.model, pin=digest,
+                      bundle_dir=config.bundle_dir if config.model_source == "bundle" else None,
+                      mirror_url=config.mirror_url if config.model_source == "mirror" else None)
     parameters = desired_parameters(config, decision)
     files.directory(name="Modelfiles directory", path=MODELFILES, user="root", group="root", mode="0755")
     path = modelfile_path(decision.name)

@@ -19,7 +19,7 @@ from pyinfra.api.exceptions import FactProcessError
 from pyinfra.facts.server import Groups
 from pyinfra.operations import files, server, systemd
 
-from . import helpers
+from . import helpers, sources
 from .facts import MARK, OllamaFact, _sections
 from .settings import HostConfig
 from .shell import command, sh_quote
@@ -107,8 +107,9 @@ def server_environment(config: HostConfig, decision: Decision) -> dict[str, str]
 
 
 @operation()
-def release(version: str, arch: str, rocm: bool, url_template: str):
-    """Download, verify and unpack one release into its own directory (unless it is there)."""
+def release(version: str, arch: str, rocm: bool, url_template: str, bundle_dir: str | None = None):
+    """Download (or, from a bundle, push), verify and unpack one release into its own
+    directory, unless it is there."""
     name = release_dir_name(version, arch, rocm)
     layout = host.get_fact(OllamaLayoutFact)
     if name in layout.releases:
@@ -119,7 +120,12 @@ def release(version: str, arch: str, rocm: bool, url_template: str):
         yield from failure._inner(message=f"Ollama install needs {', '.join(missing)} on the host: install them first")
         return
     sums, archives = release_urls(url_template, version, arch, rocm)
+    staged = [url.removeprefix(f"file://{sources.HOST_CACHE}/") for url in (sums, *archives)]
+    if bundle_dir:
+        yield from sources.push(bundle_dir, staged)
     yield command(INSTALL_HELPER, sums, f"{BASE}/{name}", *archives)
+    if bundle_dir:
+        yield command("rm", "-f", *(f"{sources.HOST_CACHE}/{path}" for path in staged))
 
 
 @operation()
@@ -193,8 +199,11 @@ def install_linux(config: HostConfig, decision: Decision, arch: str, rocm: bool)
     )
     changed = []
     if plan.action != "keep":
+        template = sources.release_template("ollama", config.ollama_source, config.ollama_url_template,
+                                            config.mirror_url)
         changed.append(release(name=f"Ollama {plan.version} release (verified)", version=plan.version,
-                               arch=arch, rocm=rocm, url_template=config.ollama_url_template))
+                               arch=arch, rocm=rocm, url_template=template,
+                               bundle_dir=config.bundle_dir if config.ollama_source == "bundle" else None))
         changed.append(activate(name=f"Activate Ollama {plan.version}", version=plan.version, arch=arch, rocm=rocm))
     unit = files.template(name="Ollama systemd unit", src="templates/ollama.service.j2", dest=UNIT,
                           mode="0644", user="root", group="root", binary=BIN_LINK,

@@ -5,6 +5,7 @@ expected."""
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 import re
 import weakref
 from typing import Annotated, Any, Literal
@@ -91,7 +92,14 @@ def _check_claude_template(value: str) -> str:
     return value
 
 
+def _check_mirror_url(value: str) -> str:
+    if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~/-]*)?", value):
+        raise ValueError("expected an http(s) base URL like http://mirror.internal/localcode (no query, no spaces)")
+    return value.rstrip("/")
+
+
 ProjectDir = Annotated[str, AfterValidator(_check_project_dir)]
+Source = Literal["internet", "bundle", "mirror"]
 EnvName = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]*$")]
 EnvValue = Annotated[str, AfterValidator(_check_env_value)]
 # Data keys that belong to pyinfra itself (connectors, global arguments), not to us.
@@ -147,6 +155,14 @@ class HostConfig(BaseModel):
     claude_project_gitignore: bool = False
     claude_project_claude_md: bool = False
 
+    # Where Ollama, Claude Code and models come from: the internet (default), a bundle directory
+    # on the control machine (pushed over SSH, only missing files), or a mirror serving a bundle.
+    ollama_source: Source = "internet"
+    claude_source: Source = "internet"
+    model_source: Source = "internet"
+    bundle_dir: ProjectDir | None = None
+    mirror_url: Annotated[str, AfterValidator(_check_mirror_url)] | None = None
+
     # Ollama versions.
     ollama_min_version: VersionStr = "0.14.3"
     ollama_version: VersionStr = "0.30.0"
@@ -179,20 +195,21 @@ def our_keys(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if not k.startswith(PYINFRA_KEY_PREFIXES)}
 
 
-def validate_host_data(host_name: str, data: dict[str, Any]) -> HostConfig:
-    """Validate one host's merged data; ConfigError lists every problem with host and key."""
+def validate_host_data(host_name: str, data: dict[str, Any], for_deploy: bool = True) -> HostConfig:
+    """Validate one host's merged data; ConfigError lists every problem with host and key.
+    `for_deploy` also requires what a deploy reads on the control machine (the bundle)."""
     ours = our_keys(data)
     try:
         config = HostConfig.model_validate(ours)
     except ValidationError as exc:
         raise ConfigError(format_errors(host_name, exc)) from None
-    problems = _cross_check(config)
+    problems = _cross_check(config, for_deploy)
     if problems:
         raise ConfigError("\n".join([f"invalid data for host {host_name}:", *problems]))
     return config
 
 
-def _cross_check(config: HostConfig) -> list[str]:
+def _cross_check(config: HostConfig, for_deploy: bool) -> list[str]:
     """Checks that involve several keys or the catalog."""
     try:
         known = config.catalog().by_tag()
@@ -209,6 +226,22 @@ def _cross_check(config: HostConfig) -> list[str]:
     if managed:
         problems.append(f"  ollama_environment = {config.ollama_environment!r}: {managed} are set from their own "
                         f"keys (ollama_host, ollama_keep_alive, num_parallel, sizing, network)")
+    sources = {"ollama_source": config.ollama_source, "claude_source": config.claude_source,
+               "model_source": config.model_source}
+    if "bundle" in sources.values():
+        if config.bundle_dir is None:
+            problems.append(f"  bundle_dir = None: {[k for k, v in sources.items() if v == 'bundle']} use the bundle; "
+                            f"set bundle_dir to a directory made by `localcode bundle`")
+        elif for_deploy and not Path(config.bundle_dir, "bundle.json").is_file():
+            problems.append(f"  bundle_dir = {config.bundle_dir!r}: no bundle.json there (run `localcode bundle`)")
+    if "mirror" in sources.values() and config.mirror_url is None:
+        problems.append(f"  mirror_url = None: {[k for k, v in sources.items() if v == 'mirror']} use a mirror; "
+                        f"set mirror_url to the URL serving a bundle directory")
+    if config.network == "airgapped":
+        online = [k for k, v in sources.items() if v == "internet"]
+        if online:
+            problems.append(f"  network = 'airgapped': {online} are 'internet'; an air-gapped host needs "
+                            f"'bundle' or 'mirror' sources")
     strangers = sorted(set(config.claude_projects) - set(config.developer_users))
     if strangers:
         problems.append(f"  claude_projects = {dict(config.claude_projects)!r}: users {strangers} are not in "
@@ -234,13 +267,13 @@ def format_errors(host_name: str, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def validate_inventory(hosts: list[tuple[str, dict[str, Any]]]) -> dict[str, HostConfig]:
+def validate_inventory(hosts: list[tuple[str, dict[str, Any]]], for_deploy: bool = True) -> dict[str, HostConfig]:
     """Validate every host before any is touched; one error lists all bad hosts."""
     configs: dict[str, HostConfig] = {}
     problems: list[str] = []
     for name, data in hosts:
         try:
-            configs[name] = validate_host_data(name, data)
+            configs[name] = validate_host_data(name, data, for_deploy)
         except ConfigError as exc:
             problems.append(str(exc))
     if problems:

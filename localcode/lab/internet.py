@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from . import mirror, registry
-from .paths import CACHE_DIR
+from .paths import CACHE_DIR, REPO_ROOT
 from .procs import spawn
 from .spec import LabSpec
 from .state import LabState
@@ -80,3 +80,29 @@ def bridge_argvs(spec: LabSpec, state: LabState, netns: str) -> list[list[str]]:
          f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr", f"UNIX-CONNECT:{sock}"]
         for port, sock in pairs
     ]
+
+
+def build_bundle(state: LabState, log=print) -> Path:
+    """The lab's bundle, built like an operator's (`localcode bundle`) from the lab's internet:
+    the release mirror and the model registry, for the models the lab's hosts are sized for."""
+    import os
+
+    from ..bundle import Sources, build
+    from ..gather import gather_plans
+    from ..settings import HostConfig
+    from .inventory import lab_bundle_dir
+
+    services = state.data["services"]
+    os.environ["LOCALCODE_LAB"] = state.lab_name
+    plans = gather_plans(str(REPO_ROOT / "inventory/lab.py"))
+    models = sorted({p.decision.model for p in plans if p.decision and p.decision.model})
+    mirror = f"http://127.0.0.1:{services['mirror_tcp_port']}"
+    sources = Sources(f"{mirror}/ollama/releases/download", f"{mirror}/claude-code-releases",
+                      f"http://127.0.0.1:{services['registry_tcp_port']}")
+    target = lab_bundle_dir(Path(services["mirror_root"]))
+    defaults = HostConfig()
+    index, fetched = build(target, models, ("linux-amd64",), defaults.ollama_version, defaults.claude_version,
+                           sources, progress=False)
+    log(f"lab bundle {target}: models {', '.join(m.name for m in index.models)}; "
+        f"{fetched / 1e6:.1f} MB downloaded")
+    return target

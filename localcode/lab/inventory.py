@@ -19,6 +19,24 @@ def _memberships(host: LabHost) -> set[str]:
     return groups
 
 
+def lab_bundle_dir(mirror_root: Path) -> Path:
+    """The lab's bundle lives inside the mirror tree, so the lab mirror also serves it."""
+    return mirror_root / "bundle"
+
+
+def source_data(source: str, spec: LabSpec, mirror_root: Path) -> dict[str, Any]:
+    """Deploy data that points a host at the lab's internet, its mirror or its bundle."""
+    mirror = spec.internet.mirror_url
+    if source == "internet":
+        # The lab's release mirror is laid out like the real sources: only the base changes.
+        return {"ollama_url_template": f"{mirror}/ollama/releases/download/v{{version}}/{{file}}",
+                "claude_url_template": f"{mirror}/claude-code-releases/{{version}}/{{file}}"}
+    kinds = ("ollama_source", "claude_source", "model_source")
+    if source == "mirror":
+        return {**{k: "mirror" for k in kinds}, "mirror_url": f"{mirror}/bundle"}
+    return {**{k: "bundle" for k in kinds}, "bundle_dir": str(lab_bundle_dir(mirror_root))}
+
+
 def lab_groups(lab_name: str) -> dict[str, list[HostEntry]]:
     """Group name -> [(host name, connection data)]; fails clearly when the lab is not up."""
     state = load_state(lab_name)
@@ -36,10 +54,7 @@ def lab_groups(lab_name: str) -> dict[str, list[HostEntry]]:
             "ssh_strict_host_key_checking": "yes",
             "developer_users": [u.name for u in host.users],
         }
-        if host.network == "online":
-            # The lab's release mirror is laid out like the real sources: only the base changes.
-            data["ollama_url_template"] = f"{spec.internet.mirror_url}/ollama/releases/download/v{{version}}/{{file}}"
-            data["claude_url_template"] = f"{spec.internet.mirror_url}/claude-code-releases/{{version}}/{{file}}"
+        data.update(source_data(host.deploy_source, spec, Path(state.data["services"]["mirror_root"])))
         for group in _memberships(host):
             groups[group].append((host.name, data))
     return groups

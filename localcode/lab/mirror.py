@@ -350,6 +350,7 @@ def _sync_tree(root: Path, versions: list[str], claude_version: str, registry_ur
         name = f"ollama/{v}"
         key = {"version": v, "arches": list(ollama_arches), "registry": registry_url, "standin": standin_hash}
         tar_rels = [f"{ollama_base}/v{v}/{ollama_tarball_name(a)}" for a in ollama_arches]
+        rocm_rels = [f"{ollama_base}/v{v}/ollama-linux-{a}-rocm.tar.zst" for a in ollama_arches if a == "amd64"]
         sums_rel = f"{ollama_base}/v{v}/sha256sum.txt"
         if up_to_date(name, key):
             parts[name] = old_parts[name]
@@ -358,6 +359,8 @@ def _sync_tree(root: Path, versions: list[str], claude_version: str, registry_ur
                                        standin_hash=standin_hash) for a in ollama_arches]
         for rel, tar_rel in zip(built, tar_rels):
             _place(rel.tarball, root / tar_rel)
+        for rocm_rel in rocm_rels:  # the ROCm overlay the builder writes beside the amd64 tarball
+            _place(built[list(ollama_arches).index("amd64")].tarball.with_name(Path(rocm_rel).name), root / rocm_rel)
         if len(built) == 1:
             _place(built[0].sha256sums, root / sums_rel)
         else:
@@ -365,7 +368,7 @@ def _sync_tree(root: Path, versions: list[str], claude_version: str, registry_ur
             for rel in built:
                 sums.update(parse_sha256sums(rel.sha256sums.read_text()))
             _atomic_write_text(root / sums_rel, "".join(f"{h}  {n}\n" for n, h in sorted(sums.items())))
-        record(name, key, tar_rels + [sums_rel])
+        record(name, key, tar_rels + rocm_rels + [sums_rel])
         changed = True
         log.info("mirror: placed Ollama stand-in %s (%s)", v, ", ".join(ollama_arches))
 

@@ -64,6 +64,13 @@ class LabHost(Strict):
     network: Literal["online", "airgapped"] = "online"
     users: tuple[DeveloperUser, ...] = Field(min_length=1)
     ollama_preinstalled: VersionStr | None = None
+    # Where the deploy takes Ollama, Claude Code and models from on this host (default:
+    # the lab's internet when online, the lab bundle when air-gapped).
+    source: Literal["internet", "mirror", "bundle"] | None = None
+
+    @property
+    def deploy_source(self) -> str:
+        return self.source or ("internet" if self.network == "online" else "bundle")
 
     @field_validator("users")
     @classmethod
@@ -116,6 +123,8 @@ class LabSpec(Strict):
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate host names: {names}")
         for host in self.hosts:
+            if host.network == "airgapped" and host.deploy_source != "bundle":
+                raise ValueError(f"host {host.name}: an air-gapped host can only use source 'bundle'")
             if host.ollama_preinstalled and host.ollama_preinstalled not in self.internet.ollama_versions:
                 raise ValueError(
                     f"host {host.name}: ollama_preinstalled {host.ollama_preinstalled} is not in "

@@ -159,8 +159,27 @@ def build_release(version: str, registry_url: str, out_dir, arch: str = "amd64")
         f.write(data)
     os.chmod(tmp, 0o644)
     os.replace(tmp, target)
+    if arch == "amd64":
+        # Like upstream: a ROCm overlay unpacked on top on AMD hosts (lib/ollama/rocm/).
+        rocm = vdir / f"ollama-linux-{arch}-rocm.tar.zst"
+        fd, tmp = tempfile.mkstemp(dir=vdir, prefix=".tarball.")
+        with os.fdopen(fd, "wb") as f:
+            f.write(_zstd(rocm_tar_bytes(version)))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, rocm)
     write_sha256sums(vdir)
     return target
+
+
+def rocm_tar_bytes(version: str) -> bytes:
+    """The ROCm overlay: only a marker library directory (the stand-in does no inference)."""
+    buf = io.BytesIO()
+    note = f"ollama stand-in {version}: ROCm overlay placeholder\n".encode()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tf:
+        for d in ("lib", "lib/ollama", "lib/ollama/rocm"):
+            tf.addfile(_info(d, 0o755, kind=tarfile.DIRTYPE))
+        tf.addfile(_info("lib/ollama/rocm/README", 0o644, len(note)), io.BytesIO(note))
+    return buf.getvalue()
 
 
 def main(argv: list[str] | None = None) -> int:
