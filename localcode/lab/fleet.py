@@ -124,7 +124,8 @@ def _make_ssh_key(directory: Path) -> None:
 
 def _firewall(state: LabState, spec: LabSpec) -> None:
     """Hosts may answer the control machine but never open connections to it: without this,
-    anything listening on the control machine's 0.0.0.0 would be reachable from air-gapped hosts."""
+    anything listening on the control machine's 0.0.0.0 would be reachable from air-gapped hosts.
+    Nothing from a lab host is ever forwarded beyond the control machine either."""
     table = state.data["nft_table"]
     state.data["nft_created"] = True
     state.save()
@@ -134,6 +135,10 @@ def _firewall(state: LabState, spec: LabSpec) -> None:
         "    type filter hook input priority 0; policy accept;\n"
         f'    iifname "lc*" ip saddr {spec.subnet} ct state established,related accept\n'
         f'    iifname "lc*" ip saddr {spec.subnet} drop\n'
+        "  }\n"
+        "  chain forward {\n"
+        "    type filter hook forward priority 0; policy accept;\n"
+        f'    ip saddr {spec.subnet} drop\n'
         "  }\n"
         "}\n"
     )

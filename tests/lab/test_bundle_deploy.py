@@ -80,7 +80,7 @@ def test_airgapped_host_converges_from_the_bundle_and_stays_offline(lab: Lab, tm
     count, _, body = out.partition("\n")
     assert count.strip() == "0" and json.loads(body)["is_error"] is False
     assert outbound_packets(lab, "airgap") == 0  # claude -p tried no other host, not even DNS
-    lab.ssh("airgap", "curl -s --max-time 1 http://192.0.2.1/", check=False)
+    lab.ssh("airgap", f"curl -s --max-time 1 http://{lab.control_address('airgap')}:9/", check=False)
     assert outbound_packets(lab, "airgap") > 0  # the counter does see an attempt
     ns = lab.state.data["hosts"]["airgap"]["netns"]
     subprocess.run(["ip", "-n", ns, "route", "del", "default"], check=True)
