@@ -123,6 +123,24 @@ def _bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    import datetime
+
+    from . import doctor
+    from .settings import ConfigError
+
+    try:
+        reports = doctor.run(args.inventory, deep=args.deep)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.html:
+        stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+        args.html.write_text(doctor.html(reports, stamp))
+    print(json.dumps([r.as_dict() for r in reports], indent=2) if args.json else doctor.table(reports))
+    return 0 if all(r.ok for r in reports) else 1
+
+
 def _print_status(rows: list[dict[str, object]]) -> None:
     if not rows:
         return
@@ -156,6 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     what.add_argument("--kv-cache-type", help="override: f16, q8_0 or q4_0")
     what.add_argument("--json", action="store_true", help="machine-readable output")
     what.set_defaults(handler=_plan)
+
+    doc = commands.add_parser("doctor", help="check every host of an inventory and report")
+    doc.add_argument("inventory", help="pyinfra inventory file")
+    doc.add_argument("--deep", action="store_true", help="also run claude -p as each developer user")
+    doc.add_argument("--json", action="store_true", help="machine-readable output")
+    doc.add_argument("--html", type=Path, help="also write a self-contained HTML report here")
+    doc.set_defaults(handler=_doctor)
 
     pack = commands.add_parser("bundle", help="gather Ollama, Claude Code and models for air-gapped or mirrored fleets")
     pack.add_argument("directory", type=Path, help="the bundle directory (created; re-runs fetch only what is missing)")

@@ -1,23 +1,27 @@
-"""`localcode plan INVENTORY`: connect to the hosts, read their hardware (one round trip
-each, in parallel) and size them, without changing anything."""
+"""Read-only fleet commands (`localcode plan INVENTORY`, `localcode doctor`): connect to the
+hosts of an inventory and read facts (in parallel, one round trip per fact), changing nothing."""
 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
+from typing import Iterator
 
-from pyinfra.api import Config, State
+from pyinfra.api import Config, Inventory, State
 from pyinfra.api.connect import connect_all, disconnect_all
 from pyinfra.api.exceptions import PyinfraError
-from pyinfra.api.facts import get_facts
-from pyinfra.context import ctx_inventory, ctx_state
+from pyinfra.api.facts import get_fact
+from pyinfra.context import ctx_host, ctx_inventory, ctx_state
 from pyinfra_cli.inventory import make_inventory
 
 from .facts import HardwareFact
 from .plan import HostPlan, plan_host
-from .settings import validate_inventory
+from .settings import HostConfig, validate_inventory
 
 
-def gather_plans(inventory_path: str) -> list[HostPlan]:
+@contextmanager
+def connected(inventory_path: str) -> Iterator[tuple[State, Inventory, dict[str, HostConfig]]]:
+    """The inventory loaded and validated (every host, before any connection), then connected."""
     state = State()
     state.cwd = os.getcwd()
     ctx_state.set(state)
@@ -27,16 +31,35 @@ def gather_plans(inventory_path: str) -> list[HostPlan]:
     state.init(inventory, Config())
     try:
         connect_all(state)
-        facts = get_facts(state, HardwareFact)
+        yield state, inventory, configs
     finally:
         disconnect_all(state)
-    plans = []
+
+
+def per_host(state: State, inventory: Inventory, fact, kwargs_for) -> dict:
+    """One fact from every connected host in parallel, with per-host arguments."""
+    def one(host):
+        with ctx_host.use(host):
+            return get_fact(state, host, fact, kwargs=kwargs_for(host))
+
+    greenlets = {host: state.pool.spawn(one, host) for host in state.inventory.get_active_hosts()}
+    return {host: greenlet.get() for host, greenlet in greenlets.items()}
+
+
+def plans(state: State, inventory: Inventory, configs: dict[str, HostConfig]) -> dict[str, HostPlan]:
+    facts = per_host(state, inventory, HardwareFact, lambda host: {})
+    out = {}
     for host in inventory:
         if host not in facts:
-            plans.append(HostPlan(host.name, "?", None, error="unreachable (SSH connection failed)"))
+            out[host.name] = HostPlan(host.name, "?", None, error="unreachable (SSH connection failed)")
             continue
         try:
-            plans.append(plan_host(host.name, configs[host.name], facts[host]))
+            out[host.name] = plan_host(host.name, configs[host.name], facts[host])
         except (PyinfraError, ValueError) as exc:
-            plans.append(HostPlan(host.name, "?", None, error=str(exc)))
-    return plans
+            out[host.name] = HostPlan(host.name, "?", None, error=str(exc))
+    return out
+
+
+def gather_plans(inventory_path: str) -> list[HostPlan]:
+    with connected(inventory_path) as (state, inventory, configs):
+        return list(plans(state, inventory, configs).values())
