@@ -34,11 +34,15 @@ def test_cli_writes_tarball_and_sha256sum(tmp_path):
     vdir = tmp_path / "v0.14.3"
     tarball = vdir / "ollama-linux-amd64.tar.zst"
     assert out.stdout.strip() == str(tarball)
-    assert sorted(p.name for p in vdir.iterdir()) == ["ollama-linux-amd64.tar.zst", "sha256sum.txt"]
+    rocm = vdir / "ollama-linux-amd64-rocm.tar.zst"  # the ROCm overlay, as upstream ships for amd64
+    assert sorted(p.name for p in vdir.iterdir()) == [rocm.name, tarball.name, "sha256sum.txt"]
     sums = (vdir / "sha256sum.txt").read_text()
-    assert sums == f"{hashlib.sha256(tarball.read_bytes()).hexdigest()}  ollama-linux-amd64.tar.zst\n"
+    assert sums == (f"{hashlib.sha256(rocm.read_bytes()).hexdigest()}  {rocm.name}\n"
+                    f"{hashlib.sha256(tarball.read_bytes()).hexdigest()}  {tarball.name}\n")
     check = subprocess.run(["sha256sum", "-c", "sha256sum.txt"], cwd=vdir, capture_output=True, text=True)
-    assert check.returncode == 0 and check.stdout == "ollama-linux-amd64.tar.zst: OK\n"
+    assert check.returncode == 0 and check.stdout == f"{rocm.name}: OK\n{tarball.name}: OK\n"
+    listing = subprocess.run(["tar", "-I", "zstd", "-tf", str(rocm)], capture_output=True, text=True).stdout
+    assert listing.split() == ["lib/", "lib/ollama/", "lib/ollama/rocm/", "lib/ollama/rocm/README"]
     assert tarball.read_bytes()[:4] == b"\x28\xb5\x2f\xfd"  # zstd frame magic
 
 
@@ -81,8 +85,9 @@ def test_both_arches_are_listed(tmp_path):
     build_release.build_release("0.13.5", REGISTRY, tmp_path)
     build_release.build_release("0.13.5", REGISTRY, tmp_path, arch="arm64")
     lines = (tmp_path / "v0.13.5" / "sha256sum.txt").read_text().splitlines()
-    assert [l.split("  ")[1] for l in lines] == ["ollama-linux-amd64.tar.zst", "ollama-linux-arm64.tar.zst"]
-    assert all(re.fullmatch(r"[0-9a-f]{64}  ollama-linux-(amd64|arm64)\.tar\.zst", l) for l in lines)
+    assert [l.split("  ")[1] for l in lines] == ["ollama-linux-amd64-rocm.tar.zst", "ollama-linux-amd64.tar.zst",
+                                                  "ollama-linux-arm64.tar.zst"]
+    assert all(re.fullmatch(r"[0-9a-f]{64}  ollama-linux-(amd64|amd64-rocm|arm64)\.tar\.zst", l) for l in lines)
 
 
 @pytest.mark.parametrize("kw", [{"version": "latest"}, {"registry_url": "ftp://x"}, {"arch": "s390x"}])

@@ -24,6 +24,10 @@ def account(shell: str, name: str = "dev") -> Account:
     return Account(name, 1000, 1000, f"/home/{name}", shell)
 
 
+AIRGAPPED = {"network": "airgapped", "ollama_source": "mirror", "claude_source": "mirror", "model_source": "mirror",
+             "mirror_url": "http://mirror.internal/localcode"}
+
+
 def config(**data):
     return validate_host_data("h", {"developer_users": ["dev"], **data})
 
@@ -36,7 +40,7 @@ def test_environment_maps_every_tier_and_the_context():
     assert env["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "131072"
     assert env["CLAUDE_CODE_ATTRIBUTION_HEADER"] == "0" and env["CLAUDE_CODE_TOTAL_TOKENS_REMINDER"] == "off"
     assert env["DISABLE_UPDATES"] == "1" and "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC" not in env
-    air = local_environment(config(network="airgapped"), DECISION)
+    air = local_environment(config(**AIRGAPPED), DECISION)
     assert air["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
     assert air["CLAUDE_CODE_DISABLE_OFFICIAL_MARKETPLACE_AUTOINSTALL"] == "1"
 
@@ -105,7 +109,7 @@ def test_project_settings_merge_keeps_other_keys_and_trust_is_seeded():
 
 
 def test_airgapped_users_get_plain_claude_local_and_onboarding():
-    edits = {e.path: e for e in user_edits(config(network="airgapped"), DECISION, account("/bin/bash"), {})}
+    edits = {e.path: e for e in user_edits(config(**AIRGAPPED), DECISION, account("/bin/bash"), {})}
     user = json.loads(edits["/home/dev/.claude/settings.json"].text)
     assert user["model"] == DECISION.name and user["env"]["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
     assert json.loads(edits["/home/dev/.claude.json"].text)["hasCompletedOnboarding"] is True
