@@ -29,12 +29,14 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # The main job on the lab fleet: bring it up, show its sizing plan, build the bundle the
-# air-gapped host needs, deploy every host, take the lab down (also when a step fails).
+# air-gapped host needs, deploy every host, end with the doctor's report (also as HTML),
+# take the lab down (also when a step fails).
 demo: setup
 	$(BIN)/localcode lab up
 	$(BIN)/localcode plan inventory/lab.py && \
 	$(BIN)/localcode lab bundle && \
-	$(BIN)/pyinfra -y inventory/lab.py deploy.py; \
+	$(BIN)/pyinfra -y inventory/lab.py deploy.py && \
+	$(BIN)/localcode doctor inventory/lab.py --deep --html doctor-report.html; \
 	rc=$$?; $(BIN)/localcode lab down; exit $$rc
 
 test: setup
