@@ -55,6 +55,19 @@ class FilesFact(FactBase):
         return states
 
 
+class DirectoriesFact(FactBase):
+    """Which of the given directories exist."""
+
+    def default(self) -> set:
+        return set()
+
+    def command(self, paths: tuple[str, ...]) -> str:
+        return "; ".join([f"[ -d {sh_quote(p)} ] && echo {sh_quote(p)}" for p in paths] + ["true"])
+
+    def process(self, output: list[str]) -> set[str]:
+        return set(output)
+
+
 @operation()
 def write_text(path: str, text: str, before: str | None, uid: int, gid: int, mode: str, why: str):
     """Replace the file with `text` (atomically, owned uid:gid) unless it already holds it."""

@@ -16,10 +16,11 @@ from pyinfra import host
 
 from .facts import Account, AccountsFact
 from .ollama import failure
-from .settings import HostConfig
+from .settings import ConfigError, HostConfig
 from .sizing import Decision
-from .textedit import MARKDOWN, JsonEditError, apply_block, set_json
-from .userfiles import FileState, FilesFact, write_text
+from . import textedit
+from .textedit import MARKDOWN, JsonEditError, apply_block
+from .userfiles import DirectoriesFact, FileState, FilesFact, write_text
 
 TIERS = ("ANTHROPIC_DEFAULT_OPUS_MODEL", "ANTHROPIC_DEFAULT_SONNET_MODEL", "ANTHROPIC_DEFAULT_HAIKU_MODEL",
          "CLAUDE_CODE_SUBAGENT_MODEL")
@@ -128,24 +129,34 @@ def user_edits(config: HostConfig, decision: Decision, account: Account,
     def add(path: str, new: str, why: str) -> None:
         edits.append(Edit(path, new, why, account.uid, account.gid))
 
+    def set_json(current: str, path: tuple[str, ...], values: dict, where: str) -> str:
+        try:
+            return textedit.set_json(current, path, values)
+        except JsonEditError as exc:
+            raise JsonEditError(f"{where}: {exc}") from None
+
     shell = account.shell.rsplit("/", 1)[-1]
     body = alias_block(shell, config.claude_alias, {"CLAUDE_CONFIG_DIR": profile, **env}, decision.name)
     for path in rc_paths(account, existing):
         new = f"{body}\n" if path.endswith("/localcode.fish") else apply_block(text(path), body)
         add(path, new, f"the {config.claude_alias} alias")
-    add(f"{profile}/settings.json", set_json(text(f"{profile}/settings.json"), (), {"model": decision.name}),
-        "the local profile's model")
+    add(f"{profile}/settings.json", set_json(text(f"{profile}/settings.json"), (), {"model": decision.name},
+                                             f"{profile}/settings.json"), "the local profile's model")
     projects = config.claude_projects.get(account.name, ())
     claude_json = text(f"{account.home}/.claude.json")
     if config.network == "airgapped":
-        claude_json = set_json(claude_json, (), {"hasCompletedOnboarding": True})
-        user_settings = set_json(text(f"{account.home}/.claude/settings.json"), ("env",), env)
-        user_settings = set_json(user_settings, (), {"model": decision.name, "skipWebFetchPreflight": True})
+        claude_json = set_json(claude_json, (), {"hasCompletedOnboarding": True}, f"{account.home}/.claude.json")
+        user_settings_path = f"{account.home}/.claude/settings.json"
+        user_settings = set_json(text(user_settings_path), ("env",), env, user_settings_path)
+        user_settings = set_json(user_settings, (), {"model": decision.name, "skipWebFetchPreflight": True},
+                                 user_settings_path)
         add(f"{account.home}/.claude/settings.json", user_settings, "the local model as the user default")
     for project in projects:
-        claude_json = set_json(claude_json, ("projects", project), {"hasTrustDialogAccepted": True})
-        settings = set_json(text(f"{project}/.claude/settings.json"), ("env",), env)
-        add(f"{project}/.claude/settings.json", set_json(settings, (), {"model": decision.name}),
+        claude_json = set_json(claude_json, ("projects", project), {"hasTrustDialogAccepted": True},
+                               f"{account.home}/.claude.json")
+        settings_path = f"{project}/.claude/settings.json"
+        settings = set_json(text(settings_path), ("env",), env, settings_path)
+        add(settings_path, set_json(settings, (), {"model": decision.name}, settings_path),
             "the project's local model settings")
         if config.claude_project_gitignore:
             add(f"{project}/.gitignore", apply_block(text(f"{project}/.gitignore"), ".claude/settings.json"),
@@ -165,9 +176,15 @@ def wire(config: HostConfig, decision: Decision) -> None:
         return
     _, accounts = host.get_fact(AccountsFact, users=config.developer_users)
     missing = [u for u in config.developer_users if accounts.get(u) is None]
-    if missing:
-        failure(name="Developer users exist", message=f"developer users {missing} do not exist on this host")
-        return
+    if missing:  # a data error: stop the whole run before any host is changed
+        raise ConfigError(f"invalid data for host {host.name}:\n  developer_users = "
+                          f"{list(config.developer_users)!r}: {missing} do not exist on {host.name}\nno host was changed.")
+    projects = tuple(p for ps in config.claude_projects.values() for p in ps)
+    absent = sorted(set(projects) - host.get_fact(DirectoriesFact, paths=projects)) if projects else []
+    if absent:
+        raise ConfigError(f"invalid data for host {host.name}:\n  claude_projects = {dict(config.claude_projects)!r}: "
+                          f"{absent} do not exist on {host.name} (localcode never creates project "
+                          f"directories)\nno host was changed.")
     existing = host.get_fact(FilesFact, paths=candidate_paths(config, accounts))
     for name in config.developer_users:
         account = accounts[name]

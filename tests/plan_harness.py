@@ -93,5 +93,11 @@ def linux_hardware(ram_gib: int = 64, nvidia_mib: tuple[int, ...] = ()) -> list[
     return out
 
 
+def accounts(*entries: tuple[str, int, str, str]) -> dict:
+    """The AccountsFact response for (user, uid, home, shell) entries."""
+    lines = [f"{M}claude", f"{M}users", *(f"{u}:x:{uid}:{uid}::{home}:{shell}" for u, uid, home, shell in entries)]
+    return {"getent passwd": lines}
+
+
 def no_ollama() -> list[str]:
     return [f"{M}bin", "", f"{M}client", f"{M}version", "", f"{M}tags"]

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 
-from .plan_harness import M, darwin_hardware, linux_base, linux_hardware, no_ollama, plan_deploy
+from .plan_harness import M, accounts, darwin_hardware, linux_base, linux_hardware, no_ollama, plan_deploy
 
 
 def mac(brew: bool, app: bool = False) -> dict:
     fact = [f"{M}brew", *(["/opt/homebrew/bin/brew", "ana"] if brew else []), f"{M}brew-ollama",
             f"{M}tarball", f"{M}app", *(["yes"] if app else []), f"{M}uid", "501", f"{M}agent"]
     return {"developer_users": ["ana"], "fake_responses": {
+        **accounts(("ana", 501, "/Users/ana", "/bin/zsh")),
         "uname -s; uname -m": darwin_hardware(48),
         "echo $USER": ["ana"],
         "list --versions ollama": fact,
@@ -65,6 +66,7 @@ def test_mac_with_ollama_app_warns(monkeypatch, caplog):
 def test_linux_laptop_onboarded_by_its_developer_uses_sudo(monkeypatch):
     laptop = {"fake_responses": {
         **linux_base("dana"),
+        **accounts(("dana", 1000, "/home/dana", "/bin/bash")),
         "uname -s; uname -m": linux_hardware(32, (16384,)),
         "/api/tags": no_ollama(),
     }}
