@@ -9,7 +9,9 @@ Reads as a table of contents; each step is a module of localcode/.
 
 from pyinfra import host, inventory
 
-from localcode import claude, helpers, models, ollama, onboarding, plan, settings, wiring
+from localcode import claude, helpers, models, ollama, onboarding, plan, pyinfra_compat, settings, wiring
+
+pyinfra_compat.install()  # a host that vanishes mid-run fails alone
 
 # 1. Validate every host's data before anything is touched (a bad value stops the run).
 config = onboarding.with_invoking_developer(settings.host_config(host, inventory), host)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import hostlayer, internet, rootfs
 from .paths import lab_dir
-from .procs import remove_cgroups, spawn, stop_all
+from .procs import ProcRecord, remove_cgroups, spawn, stop_all
 from .spec import LabHost, LabSpec
 from .state import LabState, load_state, locked
 
@@ -179,20 +179,44 @@ def _host_up(spec: LabSpec, state: LabState, host: LabHost, index: int, root: Pa
          f"lowerdir={base / 'layer'}:{root},upperdir={base / 'upper'},workdir={base / 'work'}",
          str(base / "merged"))
 
-    nspawn = [
-        "systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--boot", "--console=passive",
-        f"--network-namespace-path=/run/netns/{names['netns']}", f"--machine={names['machine']}",
-        "-D", str(base / "merged"),
-    ]
-    cgroups = _container_cgroups(names["machine"])
-    record["cgroups"] = [str(c) for c in cgroups]
-    state.save()
-    state.add_proc(record, spawn(nspawn, base / "console.log", cgroups))
+    _boot(state, record, base)
     if host.network == "online":
         for argv in internet.bridge_argvs(spec, state, names["netns"]):
             state.add_proc(record, spawn(argv, base / "bridge.log"))
     keytype, key = host_key.split()[:2]
     return f"{names['address']} {keytype} {key}\n"
+
+
+def _boot(state: LabState, record: dict, base: Path) -> None:
+    """Start the host's systemd under systemd-nspawn, in cgroups of its own."""
+    nspawn = [
+        "systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--boot", "--console=passive",
+        f"--network-namespace-path=/run/netns/{record['netns']}", f"--machine={record['machine']}",
+        "-D", str(base / "merged"),
+    ]
+    cgroups = _container_cgroups(record["machine"])
+    record["cgroups"] = [str(c) for c in cgroups]
+    state.save()
+    state.add_proc(record, spawn(nspawn, base / "console.log", cgroups))
+
+
+def power(lab_name: str, host: str, on: bool) -> None:
+    """Cut one host's power (its systemd and everything in its cgroups killed at once) or boot
+    it again on the same disk and network: for fault tests ("host down mid-run")."""
+    with locked(lab_name):
+        state = load_state(lab_name)
+        if state is None or host not in state.data["hosts"]:
+            raise LabError(f"lab {lab_name!r} has no host {host!r}")
+        record = state.data["hosts"][host]
+        nspawn = [p for p in (ProcRecord.from_json(p) for p in record["procs"]) if p.argv0 == "systemd-nspawn"]
+        if on:
+            if not any(p.alive() for p in nspawn):
+                record["procs"] = [p for p in record["procs"] if p["argv0"] != "systemd-nspawn"]
+                _boot(state, record, lab_dir(lab_name) / "hosts" / host)
+                _wait_booted(state, host)
+            return
+        stop_all(nspawn, timeout=0)
+        remove_cgroups([Path(c) for c in record.get("cgroups", [])])
 
 
 def _wait_booted(state: LabState, host: str) -> None:
