@@ -9,27 +9,33 @@ Reads as a table of contents; each step is a module of localcode/.
 
 from pyinfra import host, inventory
 
-from localcode import claude, helpers, models, ollama, onboarding, plan, pyinfra_compat, settings, wiring
+from localcode import (claude, helpers, models, ollama, onboarding, plan, pyinfra_compat, settings, userfiles,
+                       wiring)
 
 pyinfra_compat.install()  # a host that vanishes mid-run fails alone
 
 # 1. Validate every host's data before anything is touched (a bad value stops the run).
-config = onboarding.with_invoking_developer(settings.host_config(host, inventory), host)
+config = settings.host_config(host, inventory)
 
 # 2. Size the host: the best tools-capable model and the largest context that fit.
 sizing = plan.size_host(host, config)
+config = onboarding.with_invoking_developer(config, sizing.facts.login)
 
-with host.arguments(**onboarding.system_arguments(host)):
+# The files we own on this host (helpers, unit files, Modelfile), observed in one round trip.
+owned = userfiles.observe(helpers.managed_paths() + ollama.managed_paths(sizing.facts.os)
+                          + models.managed_paths(sizing.decision))
+
+with host.arguments(**onboarding.system_arguments(sizing.facts.login)):
     # Our helper scripts (verified downloads, pulls with progress, atomic user-file writes).
-    helpers.install(sizing.facts.os)
+    helpers.install(owned)
 
     # 3. Ollama: installed or upgraded (checksum-verified), our service, loopback, the sizing's
     #    environment; restarted only when something changed, then the running version checked.
-    ollama.install(config, sizing)
+    server = ollama.install(config, sizing, owned)
 
     # 4. Models: the sizing's base model (pulled only when missing or not the pinned digest) and
     #    the derived model whose Modelfile fixes num_ctx, confirmed through /api/show.
-    models.ensure(config, sizing.decision, sizing.facts.os)
+    models.ensure(config, sizing.decision, sizing.facts.os, owned, server)
 
     # 5. Claude Code: the pinned release, verified against its manifest, never self-updating.
     claude.install(config, sizing.facts)

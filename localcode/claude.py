@@ -69,10 +69,9 @@ def platform(facts: HostHardware, musl: bool) -> str | None:
 
 
 @operation()
-def native(version: str, platform_: str, url_template: str, bundle_dir: str | None = None):
+def native(version: str, platform_: str, url_template: str, state: ClaudeInstall, bundle_dir: str | None = None):
     """Download (or push from a bundle), verify and install the pinned binary, then point
     /usr/local/bin/claude at it."""
-    state = host.get_fact(ClaudeInstallFact)
     dest = f"{BASE}/{version}"
     if version in state.releases and state.link == f"{dest}/claude":
         host.noop(f"Claude Code {version} is installed and on PATH")
@@ -90,9 +89,8 @@ def native(version: str, platform_: str, url_template: str, bundle_dir: str | No
 
 
 @operation()
-def npm(version: str, registry: str | None):
+def npm(version: str, registry: str | None, state: ClaudeInstall):
     """The pinned npm packages (the wrapper pulls the platform binary package)."""
-    state = host.get_fact(ClaudeInstallFact)
     if state.version == version:
         host.noop(f"Claude Code {version} is installed (npm)")
         return
@@ -108,9 +106,8 @@ def npm(version: str, registry: str | None):
 
 
 @operation()
-def cask(brew_bin: str, version: str):
+def cask(brew_bin: str, version: str, state: ClaudeInstall):
     """The Homebrew cask (the cask's version is Homebrew's; checked against the pin below)."""
-    state = host.get_fact(ClaudeInstallFact)
     if state.version == version:
         host.noop(f"Claude Code {version} is installed (Homebrew cask)")
         return
@@ -119,16 +116,13 @@ def cask(brew_bin: str, version: str):
 
 @operation()
 def reports_version(version: str):
-    """`claude --version` on PATH must print the pinned version."""
-    state = host.get_fact(ClaudeInstallFact)
-    if state.version == version:
-        host.noop(f"claude --version reports {version}")
-        return
+    """`claude --version` on PATH must print the pinned version (run when an install changed
+    something or the version observed at the start was another)."""
     yield command("sh", "-c", 'v=$(claude --version 2>/dev/null | cut -d" " -f1); [ "$v" = "$1" ] || '
                   '{ echo "claude --version reports ${v:-nothing}, expected $1" >&2; exit 1; }', "localcode", version)
 
 
-def install(config: HostConfig, facts: HostHardware, brew_bin: str | None = None) -> None:
+def install(config: HostConfig, facts: HostHardware) -> None:
     state = host.get_fact(ClaudeInstallFact)
     method = config.claude_install_method
     if method == "native":
@@ -138,18 +132,22 @@ def install(config: HostConfig, facts: HostHardware, brew_bin: str | None = None
             return
         template = sources.release_template("claude", config.claude_source, config.claude_url_template,
                                             config.mirror_url)
-        native(name=f"Claude Code {config.claude_version} (verified)", version=config.claude_version,
-               platform_=target, url_template=template,
-               bundle_dir=config.bundle_dir if config.claude_source == "bundle" else None)
+        installed = native(name=f"Claude Code {config.claude_version} (verified)", version=config.claude_version,
+                           platform_=target, url_template=template, state=state,
+                           bundle_dir=config.bundle_dir if config.claude_source == "bundle" else None)
     elif method == "npm":
-        npm(name=f"Claude Code {config.claude_version} (npm)", version=config.claude_version,
-            registry=config.claude_npm_registry)
-    elif facts.os != "Darwin" or brew_bin is None:
-        failure(name="Claude Code cask", message="claude_install_method brew needs macOS with Homebrew")
+        installed = npm(name=f"Claude Code {config.claude_version} (npm)", version=config.claude_version,
+                        registry=config.claude_npm_registry, state=state)
+    elif facts.os != "Darwin" or not config.developer_users:
+        failure(name="Claude Code cask", message="claude_install_method brew needs macOS and a developer user "
+                                                  "(Homebrew runs as a user, never as root)")
         return
     else:
-        cask(name="Claude Code (Homebrew cask)", brew_bin=brew_bin, version=config.claude_version)
-    reports_version(name="claude --version reports the pinned version", version=config.claude_version)
+        brew_bin = "/opt/homebrew/bin/brew" if facts.arch == "arm64" else "/usr/local/bin/brew"
+        installed = cask(name="Claude Code (Homebrew cask)", brew_bin=brew_bin, version=config.claude_version,
+                         state=state, _sudo=True, _sudo_user=config.developer_users[0], _use_sudo_login=True)
+    reports_version(name="claude --version reports the pinned version", version=config.claude_version,
+                    _if=lambda: installed.did_change() or state.version != config.claude_version)
     no_self_updates(facts.os)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from pyinfra.api import FactBase
 from pyinfra.api.exceptions import FactProcessError
@@ -43,6 +44,7 @@ class HostHardware:
     apple_chip: str | None = None
     wired_limit_bytes: int | None = None
     warnings: tuple[str, ...] = field(default=())
+    login: str = ""   # the user the deploy runs as on this host
 
     @property
     def apple_silicon(self) -> bool:
@@ -60,6 +62,7 @@ class HardwareFact(FactBase):
     def command(self) -> str:
         return "; ".join([
             f"echo {MARK}uname; uname -s; uname -m",
+            f"echo {MARK}login; id -un",
             f"if [ -r /proc/meminfo ]; then echo {MARK}meminfo; grep '^MemTotal:' /proc/meminfo; fi",
             f"if [ \"$(uname -s)\" = Darwin ]; then echo {MARK}darwin; sysctl -n hw.memsize; "
             "sysctl -n machdep.cpu.brand_string; sysctl -n iogpu.wired_limit_mb 2>/dev/null || echo 0; fi",
@@ -102,7 +105,8 @@ def parse_hardware(output: list[str]) -> HostHardware:
         gpus += _nvidia(s["nvidia"], s.get("nvidia-rc", ["1"]), warnings, output)
     if "amd" in s:
         gpus += _amd(s["amd"], s.get("amd-rc", ["1"]), warnings, output)
-    return HostHardware(os_name, arch, ram, tuple(gpus), chip, wired, tuple(warnings))
+    login = (s.get("login") or [""])[0].strip()
+    return HostHardware(os_name, arch, ram, tuple(gpus), chip, wired, tuple(warnings), login)
 
 
 def _nvidia(lines: list[str], rc: list[str], warnings: list[str], raw: list[str]) -> list[Gpu]:
@@ -143,11 +147,19 @@ class InstalledModel:
 
 
 @dataclass(frozen=True)
+class ShownModel:
+    parameters: dict[str, Any]
+    context_length: int | None
+    capabilities: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class OllamaState:
     binary: str | None
     binary_version: str | None
     server_version: str | None
     models: tuple[InstalledModel, ...] = ()
+    shown: dict[str, ShownModel | None] = field(default_factory=dict)  # /api/show of asked models
 
 
 class OllamaFact(FactBase):
@@ -155,8 +167,10 @@ class OllamaFact(FactBase):
     apart (after an upgrade without restart they differ), plus the models the server lists.
     The binary is asked with OLLAMA_HOST at a closed port, so it can only report itself."""
 
-    def command(self, api: str = "127.0.0.1:11434") -> str:
+    def command(self, api: str = "127.0.0.1:11434", show: tuple[str, ...] = ()) -> str:
         url = sh_quote(f"http://{api}")
+        shows = [f"echo; echo {MARK}show:{sh_quote(name)}; curl -s --max-time 10 -w '\n%{{http_code}}' -X POST "
+                 f"-d {sh_quote(json.dumps({'model': name}))} {sh_quote(f'http://{api}/api/show')}" for name in show]
         return "; ".join([
             "bin=$(command -v ollama || for b in /usr/local/bin/ollama /opt/homebrew/bin/ollama; "
             "do [ -x \"$b\" ] && echo \"$b\" && break; done)",
@@ -164,6 +178,7 @@ class OllamaFact(FactBase):
             f"echo {MARK}client; [ -n \"$bin\" ] && OLLAMA_HOST=127.0.0.1:9 \"$bin\" --version 2>&1",
             f"echo {MARK}version; curl -s --max-time 5 {url}/api/version",
             f"echo; echo {MARK}tags; curl -s --max-time 5 {url}/api/tags",
+            *shows,
             "true",
         ])
 
@@ -194,7 +209,49 @@ def parse_ollama(output: list[str]) -> OllamaState:
                            for m in json.loads(tags_text)["models"])
         except (ValueError, KeyError, TypeError):
             raise _fail("ollama", "cannot parse /api/tags", output) from None
-    return OllamaState(binary, client if binary else None, server, models)
+    shown = {name.removeprefix("show:"): _shown(name, lines, output)
+             for name, lines in s.items() if name.startswith("show:") and server is not None}
+    return OllamaState(binary, client if binary else None, server, models, shown)
+
+
+def _shown(name: str, lines: list[str], output: list[str]) -> ShownModel | None:
+    lines = [line for line in lines if line.strip()]
+    status = lines[-1].strip() if lines else ""
+    if status != "200":
+        return None  # missing (404) or broken (500: e.g. a blob gone): to be created again
+    try:
+        body = json.loads("\n".join(lines[:-1]))
+    except ValueError as exc:
+        raise _fail("ollama", f"/api/show {name}: {exc}", output) from None
+    info = body.get("model_info") or {}
+    ctx = next((v for k, v in info.items() if k.endswith(".context_length")), None)
+    return ShownModel(parse_parameters(body.get("parameters", "")), ctx, tuple(body.get("capabilities") or ()))
+
+
+def parse_parameters(text: str) -> dict[str, Any]:
+    """`/api/show` parameters: lines of `name<spaces>value`, values in Go's %#v (strings quoted;
+    repeated names such as `stop` become lists)."""
+    params: dict[str, Any] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        key, _, raw = line.strip().partition(" ")
+        raw = raw.strip()
+        value: Any = json.loads(raw) if raw.startswith('"') else _number(raw)
+        if key in params:
+            params[key] = (params[key] if isinstance(params[key], list) else [params[key]]) + [value]
+        else:
+            params[key] = value
+    return params
+
+
+def _number(raw: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(raw, raw)
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,13 @@
-"""Our small static helper scripts (localcode/scripts/), installed once per host. They take
+"""Our small static helper scripts (localcode/scripts/), installed on every host. They take
 data only as arguments, so no data is ever interpolated into a shell string."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pyinfra.operations import files
+from .userfiles import HELPER_DIR, ManagedFile, ensure_file
 
 SCRIPTS = Path(__file__).with_name("scripts")
-HELPER_DIR = "/usr/local/lib/localcode/bin"
-STAGING = "/usr/local/lib/localcode/staging"  # root-only: never stage in a world-writable /tmp
 
 
 def path(script: str) -> str:
@@ -17,14 +15,15 @@ def path(script: str) -> str:
     return f"{HELPER_DIR}/{script}"
 
 
-def root_group(os_name: str) -> str:
-    return "wheel" if os_name == "Darwin" else "root"
+def managed_paths() -> list[str]:
+    return [f.path for f in managed_files()]
 
 
-def install(os_name: str) -> None:
-    group = root_group(os_name)
-    files.directory(name="localcode helper directory", path=HELPER_DIR, user="root", group=group, mode="0755")
-    for script in sorted(SCRIPTS.iterdir()):
-        files.put(name=f"localcode helper {script.name}", src=str(script), dest=path(script.name),
-                  user="root", group=group, mode="0755")
-    files.directory(name="localcode staging directory", path=STAGING, user="root", group=group, mode="0700")
+def managed_files() -> list[ManagedFile]:
+    return [ManagedFile(path(s.name), s.read_bytes(), "0755") for s in sorted(SCRIPTS.iterdir())]
+
+
+def install(observed: dict) -> None:
+    for file in managed_files():
+        ensure_file(name=f"localcode helper {file.path.rsplit('/', 1)[1]}", path=file.path, content=file.content,
+                    mode=file.mode, observed=observed.get(file.path))

@@ -11,7 +11,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, operation
 from pyinfra.operations import files
 
-from .facts import MARK, HostHardware, _sections
+from .facts import MARK, OllamaState, _sections
 from .ollama import BASE, BIN_LINK, INSTALL_HELPER, failure, running_version, server_environment
 from .settings import HostConfig
 from .shell import command, sh_quote
@@ -89,7 +89,7 @@ def agent_loaded(plist: str, owner: str):
     yield command("launchctl", "bootstrap", f"gui/{mac.owner_uid}", plist)
 
 
-def install_macos(config: HostConfig, decision: Decision, facts: HostHardware) -> None:
+def install_macos(config: HostConfig, decision: Decision, state: OllamaState) -> None:
     if not config.developer_users:
         failure(name="Ollama LaunchAgent owner", message="macOS: developer_users is empty: the LaunchAgent "
                 "runs in a developer's session; set developer_users for this host")
@@ -103,7 +103,7 @@ def install_macos(config: HostConfig, decision: Decision, facts: HostHardware) -
         host.log("warning: /Applications/Ollama.app is installed: it overrides the server environment from its "
                  "own settings and auto-updates; quit it and remove it from Login Items on managed Macs")
     floor = effective_floor(config.ollama_min_version, decision.min_ollama)
-    installed = mac.brew_version if mac.brew else mac.tarball_version
+    installed = mac.brew_version if mac.brew else mac.tarball_version or state.binary_version
     plan = plan_install(installed, config.ollama_version, floor, config.ollama_upgrade, config.ollama_downgrade)
     binary_changed = []
     if mac.brew:

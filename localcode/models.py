@@ -6,98 +6,26 @@ and read `/api/show` back to confirm num_ctx. Optionally prune undeclared models
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pyinfra import host
 from pyinfra.api import FactBase, FunctionCommand, operation
-from pyinfra.api.exceptions import FactProcessError
-from pyinfra.operations import files
 
-from .facts import MARK, OllamaFact, _sections
 from . import helpers, sources
 from .bundle_index import load_index, manifest_path
+from .facts import OllamaState, ShownModel
 from .ollama import failure
 from .settings import HostConfig
 from .shell import command, sh_quote
 from .sizing import Decision
+from .templates import render
+from .userfiles import ensure_file
 
 MODELFILES = "/usr/local/lib/localcode/models"
 PULL_HELPER = helpers.path("localcode-pull")
 SYNC_HELPER = helpers.path("localcode-sync-model")
 LINUX_STORE = "/usr/share/ollama/.ollama/models"
-
-
-@dataclass(frozen=True)
-class ShownModel:
-    parameters: dict[str, Any]
-    context_length: int | None
-    capabilities: tuple[str, ...]
-
-
-def parse_parameters(text: str) -> dict[str, Any]:
-    """`/api/show` parameters: lines of `name<spaces>value`, values in Go's %#v (strings quoted;
-    repeated names such as `stop` become lists)."""
-    params: dict[str, Any] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        key, _, raw = line.strip().partition(" ")
-        raw = raw.strip()
-        value: Any = json.loads(raw) if raw.startswith('"') else _number(raw)
-        if key in params:
-            params[key] = (params[key] if isinstance(params[key], list) else [params[key]]) + [value]
-        else:
-            params[key] = value
-    return params
-
-
-def _number(raw: str) -> Any:
-    for kind in (int, float):
-        try:
-            return kind(raw)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(raw, raw)
-
-
-class ShownModelsFact(FactBase):
-    """`POST /api/show` for several models in one round trip; None for a missing model."""
-
-    def default(self) -> dict:
-        return {}
-
-    def command(self, api: str, names: tuple[str, ...]) -> str:
-        url = sh_quote(f"http://{api}/api/show")
-        parts = []
-        for name in names:
-            body = sh_quote(json.dumps({"model": name}))
-            parts.append(f"echo {MARK}{sh_quote(name)}; curl -s --max-time 10 -w '\\n%{{http_code}}' -X POST "
-                         f"-H 'Content-Type: application/json' -d {body} {url}; echo")
-        return "; ".join(parts + ["true"])
-
-    def process(self, output: list[str]) -> dict[str, ShownModel | None]:
-        shown: dict[str, ShownModel | None] = {}
-        for name, lines in _sections(output).items():
-            if not name:
-                continue
-            lines = [line for line in lines if line.strip()]
-            status = lines[-1].strip() if lines else ""
-            if status == "404":
-                shown[name] = None
-                continue
-            if status != "200":
-                raise FactProcessError(f"/api/show {name}: HTTP {status or 'no answer'}; raw output:\n" + "\n".join(output))
-            try:
-                body = json.loads("\n".join(lines[:-1]))
-            except ValueError:
-                raise FactProcessError(f"/api/show {name}: not JSON; raw output:\n" + "\n".join(output)) from None
-            info = body.get("model_info") or {}
-            ctx = next((v for k, v in info.items() if k.endswith(".context_length")), None)
-            shown[name] = ShownModel(parse_parameters(body.get("parameters", "")), ctx,
-                                     tuple(body.get("capabilities") or ()))
-        return shown
 
 
 def desired_parameters(config: HostConfig, decision: Decision) -> dict[str, Any]:
@@ -128,17 +56,14 @@ def _stream_pull(state, host, api: str, model: str) -> bool:  # noqa: ARG001 (py
 
 
 @operation()
-def pull(api: str, model: str, digest: str | None):
-    """Pull the base model unless it is there (with the pinned digest, when one is set)."""
-    state = host.get_fact(OllamaFact, api=api)
+def pull(api: str, model: str, digest: str | None, state: OllamaState):
+    """Pull the base model unless it is there (with the pinned digest, when one is set), as
+    observed when the deploy started."""
     present = {m.name: m.digest for m in state.models}
     have = present.get(model)
     pin = digest.removeprefix("sha256:") if digest else None
     if have and (pin is None or have == pin):
         host.noop(f"{model} is present (digest {have[:12]})" + (" as pinned" if pin else ""))
-        return
-    if state.server_version is None:
-        yield from failure._inner(message=f"cannot pull {model}: no Ollama server answers at {api}")
         return
     yield FunctionCommand(_stream_pull, (api, model), {})
     if pin:
@@ -162,11 +87,11 @@ class StoreBlobsFact(FactBase):
 
 
 @operation()
-def sync(api: str, store: str, owner: str, model: str, bundle_dir: str | None, mirror_url: str | None,
-         pin: str | None):
+def sync(store: str, owner: str, model: str, bundle_dir: str | None, mirror_url: str | None,
+         pin: str | None, state: OllamaState):
     """Put a model into the store from a bundle (pushing only the blobs the store lacks) or from
     a mirror (the host fetches them), blobs first and manifest last; no server restart."""
-    present = {m.name: m.digest for m in host.get_fact(OllamaFact, api=api).models}
+    present = {m.name: m.digest for m in state.models}
     incoming = f"{store.rsplit('/', 1)[0]}/localcode-incoming"
     if bundle_dir:
         entry = load_index(Path(bundle_dir)).model(model)
@@ -190,11 +115,11 @@ def sync(api: str, store: str, owner: str, model: str, bundle_dir: str | None, m
 
 
 @operation()
-def derived_model(api: str, model: str, modelfile: str, parameters: dict, recreate):
-    """Create the derived model from its Modelfile when it is missing, its parameters differ,
-    or its base or Modelfile just changed; then confirm num_ctx from /api/show."""
+def derived_model(api: str, model: str, modelfile: str, parameters: dict, shown: ShownModel | None, recreate):
+    """Create the derived model from its Modelfile when it is missing, its parameters differ
+    (as observed when the deploy started), or its base or Modelfile just changed; then confirm
+    num_ctx from /api/show."""
     name = model
-    shown = host.get_fact(ShownModelsFact, api=api, names=(name,)).get(name)
     if shown is not None and parameters_match(shown.parameters, parameters) and not recreate():
         host.noop(f"{name} exists with num_ctx {shown.parameters.get('num_ctx')} and the planned parameters")
         return
@@ -206,9 +131,8 @@ def derived_model(api: str, model: str, modelfile: str, parameters: dict, recrea
 
 
 @operation()
-def prune(api: str, keep: tuple[str, ...]):
+def prune(api: str, keep: tuple[str, ...], state: OllamaState):
     """Delete models the fleet's data does not declare (NixOS syncModels-style)."""
-    state = host.get_fact(OllamaFact, api=api)
     extra = sorted(m.name for m in state.models if m.name not in keep)
     if not extra:
         host.noop(f"no undeclared models (keeping {', '.join(keep)})")
@@ -229,7 +153,12 @@ def store_location(config: HostConfig, os_name: str) -> tuple[str, str]:
     return store, owner
 
 
-def ensure(config: HostConfig, decision: Decision, os_name: str) -> None:
+def managed_paths(decision: Decision) -> list[str]:
+    """The derived model's Modelfile (kept on the host: it documents the model)."""
+    return [modelfile_path(decision.name)] if decision.model else []
+
+
+def ensure(config: HostConfig, decision: Decision, os_name: str, observed: dict, state: OllamaState) -> None:
     """Base model, derived model, optional pruning: the sizing decides which."""
     if decision.model is None:
         host.noop(f"no model for this host: {decision.reason}")
@@ -237,21 +166,21 @@ def ensure(config: HostConfig, decision: Decision, os_name: str) -> None:
     api = config.ollama_host
     digest = config.model_digests.get(decision.model) or config.catalog().by_tag()[decision.model].digest
     if config.model_source == "internet":
-        pulled = pull(name=f"Base model {decision.model}", api=api, model=decision.model, digest=digest)
+        pulled = pull(name=f"Base model {decision.model}", api=api, model=decision.model, digest=digest, state=state)
     else:
         store, owner = store_location(config, os_name)
-        pulled = sync(name=f"Base model {decision.model} ({config.model_source})", api=api, store=store,
-                      owner=owner, model=decision.model, pin=digest,
+        pulled = sync(name=f"Base model {decision.model} ({config.model_source})", store=store,
+                      owner=owner, model=decision.model, pin=digest, state=state,
                       bundle_dir=config.bundle_dir if config.model_source == "bundle" else None,
                       mirror_url=config.mirror_url if config.model_source == "mirror" else None)
     parameters = desired_parameters(config, decision)
-    files.directory(name="Modelfiles directory", path=MODELFILES, user="root", group="root", mode="0755")
     path = modelfile_path(decision.name)
-    modelfile = files.template(name=f"Modelfile for {decision.name}", src="templates/Modelfile.j2", dest=path,
-                               user="root", group="root", mode="0644", base=decision.model,
-                               parameters=parameters, decision=decision)
+    content = render("Modelfile.j2", base=decision.model, parameters=parameters, decision=decision)
+    modelfile = ensure_file(name=f"Modelfile for {decision.name}", path=path, content=content, mode="0644",
+                            observed=observed.get(path))
     derived_model(name=f"Derived model {decision.name}", api=api, model=decision.name, modelfile=path,
-                  parameters=parameters, recreate=lambda: pulled.did_change() or modelfile.did_change())
+                  parameters=parameters, shown=state.shown.get(decision.name),
+                  recreate=lambda: pulled.did_change() or modelfile.did_change())
     if config.prune_models:
-        prune(name="Prune undeclared models", api=api,
+        prune(name="Prune undeclared models", api=api, state=state,
               keep=tuple(sorted({decision.model, decision.name, *config.keep_models})))

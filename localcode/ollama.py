@@ -16,15 +16,16 @@ from packaging.version import Version
 from pyinfra import host
 from pyinfra.api import FactBase, operation
 from pyinfra.api.exceptions import FactProcessError
-from pyinfra.facts.server import Groups
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import systemd
 
 from . import helpers, sources
-from .facts import MARK, OllamaFact, _sections
+from .facts import MARK, OllamaFact, OllamaState, _sections
 from .settings import HostConfig
 from .shell import command, sh_quote
 from .plan import HostPlan
 from .sizing import Decision
+from .templates import render
+from .userfiles import ManagedFile, ensure_file
 from .versions import InstallPlan, effective_floor, plan_install
 
 BASE = "/usr/local/lib/localcode/ollama"
@@ -45,11 +46,17 @@ class OllamaLayout:
     bin_target: str | None
     manual_lib: bool
     tools: tuple[str, ...] = field(default=())
+    user_groups: tuple[str, ...] | None = None     # groups of the `ollama` user; None: no such user
+    group_exists: bool = False                     # the `ollama` group
+    device_groups: tuple[str, ...] = ()            # render / video, where they exist
+    active: bool = False
+    enabled: bool = False
 
 
 class OllamaLayoutFact(FactBase):
-    """What of our release layout (and of a manual install.sh install) is on the host, and
-    which of the tools the install needs are present: one round trip."""
+    """What of our release layout (and of a manual install.sh install) is on the host, which
+    tools the install needs are present, the service account and the service state: one round
+    trip."""
 
     def default(self) -> OllamaLayout:
         return OllamaLayout((), None, "missing", None, False)
@@ -63,6 +70,10 @@ class OllamaLayoutFact(FactBase):
             f"elif [ -e {BIN_LINK} ]; then echo file; else echo missing; fi",
             f"echo {MARK}manual-lib; [ -d {MANUAL_LIB} ] && echo yes",
             f"echo {MARK}tools; for t in curl zstd tar; do command -v $t >/dev/null && echo $t; done",
+            f"echo {MARK}user; id -Gn ollama 2>/dev/null",
+            f"echo {MARK}group; getent group ollama >/dev/null && echo yes",
+            f"echo {MARK}device-groups; for g in render video; do getent group $g >/dev/null && echo $g; done",
+            f"echo {MARK}service; systemctl is-active ollama 2>/dev/null; systemctl is-enabled ollama 2>/dev/null",
             "true",
         ])
 
@@ -74,8 +85,12 @@ class OllamaLayoutFact(FactBase):
         if not kind_lines or kind_lines[0] not in ("link", "file", "missing"):
             raise FactProcessError("ollama layout: unexpected output:\n" + "\n".join(output))
         target = kind_lines[1] if kind_lines[0] == "link" and len(kind_lines) > 1 else None
+        user = [line for line in s.get("user", []) if line.strip()]
+        service = [line.strip() for line in s.get("service", [])]
         return OllamaLayout(releases, current, kind_lines[0], target, bool(s.get("manual-lib")),
-                            tuple(s.get("tools", [])))
+                            tuple(s.get("tools", [])), tuple(user[0].split()) if user else None,
+                            bool(s.get("group")), tuple(s.get("device-groups", [])),
+                            "active" in service, "enabled" in service)
 
 
 def release_dir_name(version: str, arch: str, rocm: bool) -> str:
@@ -176,27 +191,61 @@ def running_version(api: str, version: str | None, minimum: str | None = None, t
     yield command("sh", "-c", script, "localcode", api, version, str(timeout_s))
 
 
-def install_plan(config: HostConfig, decision: Decision) -> InstallPlan:
-    state = host.get_fact(OllamaFact, api=config.ollama_host)
+def install_plan(config: HostConfig, decision: Decision, state: OllamaState) -> InstallPlan:
     floor = effective_floor(config.ollama_min_version, decision.min_ollama)
     return plan_install(state.binary_version, config.ollama_version, floor,
                         config.ollama_upgrade, config.ollama_downgrade)
 
 
-def install_linux(config: HostConfig, decision: Decision, arch: str, rocm: bool) -> None:
-    """The Linux steps, in order; restarts are driven by what changed."""
-    plan = install_plan(config, decision)
+def managed_paths(os_name: str) -> list[str]:
+    return [UNIT, DROPIN] if os_name == "Linux" else []
+
+
+def linux_files(config: HostConfig, decision: Decision) -> list[ManagedFile]:
+    """Our systemd unit and its drop-in with the server environment."""
+    return [
+        ManagedFile(UNIT, render("ollama.service.j2", binary=BIN_LINK, source="deploy.py"), "0644"),
+        ManagedFile(DROPIN, render("ollama-environment.conf.j2", environment=server_environment(config, decision)),
+                    "0644"),
+    ]
+
+
+@operation()
+def account(layout: OllamaLayout):
+    """The `ollama` system user and group (as install.sh makes them), in render/video where
+    those groups exist (GPU device access)."""
+    missing = [g for g in layout.device_groups if g not in (layout.user_groups or ())]
+    if layout.group_exists and layout.user_groups is not None and not missing:
+        host.noop("the ollama user and group exist")
+        return
+    if not layout.group_exists:
+        yield command("groupadd", "--system", "ollama")
+    if layout.user_groups is None:
+        yield command("useradd", "--system", "--shell", "/bin/false", "--gid", "ollama", "--create-home",
+                      "--home-dir", SERVICE_HOME, "ollama")
+    if missing:
+        yield command("usermod", "--append", "--groups", ",".join(missing), "ollama")
+
+
+@operation()
+def enabled_and_running(layout: OllamaLayout):
+    if layout.active and layout.enabled:
+        host.noop("ollama.service is enabled and running")
+        return
+    yield command("systemctl", "enable", "--now", "ollama.service")
+
+
+def install_linux(config: HostConfig, decision: Decision, arch: str, rocm: bool, observed: dict,
+                  state: OllamaState) -> None:
+    """The Linux steps, in order; restarts are driven by what changed. Decisions use the state
+    observed when the deploy started."""
+    layout = host.get_fact(OllamaLayoutFact)
+    plan = install_plan(config, decision, state)
     host.log(f"ollama: {plan.reason}")
     for warning in plan.warnings:
         host.log(f"warning: {warning}")
 
-    existing_groups = host.get_fact(Groups)
-    server.group(name="Ollama system group", group="ollama", system=True)
-    server.user(
-        name="Ollama system user", user="ollama", group="ollama", system=True,
-        home=SERVICE_HOME, shell="/bin/false", create_home=True,
-        groups=[g for g in ("render", "video") if g in existing_groups], append=True,
-    )
+    account(name="Ollama system user and group", layout=layout)
     changed = []
     if plan.action != "keep":
         template = sources.release_template("ollama", config.ollama_source, config.ollama_url_template,
@@ -205,37 +254,37 @@ def install_linux(config: HostConfig, decision: Decision, arch: str, rocm: bool)
                                arch=arch, rocm=rocm, url_template=template,
                                bundle_dir=config.bundle_dir if config.ollama_source == "bundle" else None))
         changed.append(activate(name=f"Activate Ollama {plan.version}", version=plan.version, arch=arch, rocm=rocm))
-    unit = files.template(name="Ollama systemd unit", src="templates/ollama.service.j2", dest=UNIT,
-                          mode="0644", user="root", group="root", binary=BIN_LINK,
-                          source="deploy.py")
-    dropin = files.template(name="Ollama server environment", src="templates/ollama-environment.conf.j2",
-                            dest=DROPIN, mode="0644", user="root", group="root",
-                            environment=server_environment(config, decision))
-    changed += [unit, dropin]
-    systemd.daemon_reload(name="Reload systemd units", _if=lambda: unit.did_change() or dropin.did_change())
-    systemd.service(name="Restart Ollama (binary, unit or environment changed)", service="ollama.service",
-                    restarted=True, _if=lambda: any(op.did_change() for op in changed))
-    systemd.service(name="Ollama service enabled and running", service="ollama.service",
-                    running=True, enabled=True)
-    running_version(name="Ollama server runs the expected version", api=config.ollama_host,
-                    version=plan.version)
+    unit_files = [ensure_file(name=f"Ollama {'unit' if f.path == UNIT else 'server environment'}", path=f.path,
+                              content=f.content, mode=f.mode, observed=observed.get(f.path))
+                  for f in linux_files(config, decision)]
+    changed += unit_files
+    systemd.daemon_reload(name="Reload systemd units", _if=lambda: any(op.did_change() for op in unit_files))
+    restart = systemd.service(name="Restart Ollama (binary, unit or environment changed)", service="ollama.service",
+                              restarted=True, _if=lambda: any(op.did_change() for op in changed))
+    enabled_and_running(name="Ollama service enabled and running", layout=layout)
+    running_version(name="Ollama server runs the expected version", api=config.ollama_host, version=plan.version,
+                    _if=lambda: restart.did_change() or state.server_version != plan.version)
 
 
-def install(config: HostConfig, sizing: HostPlan) -> None:
-    """Install or upgrade Ollama on this host and run it as a service (by OS)."""
+def install(config: HostConfig, sizing: HostPlan, observed: dict) -> OllamaState:
+    """Install or upgrade Ollama on this host and run it as a service (by OS). Returns the
+    server's state as observed before (with `/api/show` of the derived model) for later steps."""
     facts = sizing.facts
+    derived = sizing.decision.name
+    state = host.get_fact(OllamaFact, api=config.ollama_host, show=(derived,) if derived else ())
     if facts.os == "Linux":
         if facts.arch not in ARCHES:
             failure(name="Unsupported host", message=f"no Ollama Linux release for architecture {facts.arch}")
-            return
+            return state
         rocm = any(g.vendor == "amd" for g in facts.gpus)
-        install_linux(config, sizing.decision, ARCHES[facts.arch], rocm)
+        install_linux(config, sizing.decision, ARCHES[facts.arch], rocm, observed, state)
     elif facts.os == "Darwin":
         from .macos import install_macos
 
-        install_macos(config, sizing.decision, facts)
+        install_macos(config, sizing.decision, state)
     else:
         failure(name="Unsupported host", message=f"unsupported OS {facts.os}")
+    return state
 
 
 @operation()

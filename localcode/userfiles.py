@@ -14,10 +14,11 @@ from pyinfra.api import FactBase, FileUploadCommand, operation
 from pyinfra.api.exceptions import FactProcessError
 
 from .facts import MARK, _sections
-from . import helpers
 from .shell import command, sh_quote
 
-WRITE_HELPER = helpers.path("localcode-write-file")
+HELPER_DIR = "/usr/local/lib/localcode/bin"
+WRITE_HELPER = f"{HELPER_DIR}/localcode-write-file"
+STAGING = "/usr/local/lib/localcode/staging"  # root-only: never stage in a world-writable /tmp
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,75 @@ def write_text(path: str, text: str, before: str | None, uid: int, gid: int, mod
         host.noop(f"{path}: {why} already in place")
         return
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    staged = f"{helpers.STAGING}/{digest}"
+    staged = f"{STAGING}/{digest}"
+    yield command("mkdir", "-p", "-m", "0700", STAGING)
     yield FileUploadCommand(io.StringIO(text), staged)
     yield command(WRITE_HELPER, staged, path, str(uid), str(gid), mode)
+
+
+@dataclass(frozen=True)
+class FileMeta:
+    sha256: str
+    uid: int
+    gid: int
+    mode: str   # octal without leading zeros, e.g. "755"
+
+
+@dataclass(frozen=True)
+class ManagedFile:
+    """A file we own entirely (helper scripts, unit files, Modelfiles), root-owned."""
+    path: str
+    content: bytes
+    mode: str
+
+
+class FileDigestsFact(FactBase):
+    """sha256, owner and mode of several files in one round trip (None for a missing file), so
+    an unchanged set of managed files costs one command, not three per file."""
+
+    def default(self) -> dict:
+        return {}
+
+    def command(self, paths: tuple[str, ...]) -> str:
+        parts = []
+        for path in paths:
+            p = sh_quote(path)
+            parts.append(f"echo {MARK}{p}; if [ -f {p} ]; then (sha256sum {p} 2>/dev/null || shasum -a 256 {p}) "
+                         f"| cut -d' ' -f1; (stat -c '%u %g %a' {p} 2>/dev/null || stat -f '%u %g %Lp' {p}); "
+                         "else echo missing; fi")
+        return "; ".join(parts + ["true"])
+
+    def process(self, output: list[str]) -> dict[str, FileMeta | None]:
+        metas: dict[str, FileMeta | None] = {}
+        for path, lines in _sections(output).items():
+            if not path:
+                continue
+            if lines == ["missing"]:
+                metas[path] = None
+                continue
+            try:
+                uid, gid, mode = lines[1].split()
+                metas[path] = FileMeta(lines[0].strip(), int(uid), int(gid), mode)
+            except (IndexError, ValueError):
+                raise FactProcessError(f"cannot read {path}; raw output:\n" + "\n".join(output)) from None
+        return metas
+
+
+def observe(paths: list[str]) -> dict[str, FileMeta | None]:
+    """The current state of all the files we manage on a host (one round trip)."""
+    return host.get_fact(FileDigestsFact, paths=tuple(paths))
+
+
+@operation()
+def ensure_file(path: str, content: bytes, mode: str, observed: FileMeta | None):
+    """Write a root-owned file we own entirely, atomically, unless it already has this content,
+    owner and mode (as observed when the deploy started)."""
+    digest = hashlib.sha256(content).hexdigest()
+    if observed == FileMeta(digest, 0, 0, mode.lstrip("0")):
+        host.noop(f"{path} is up to date")
+        return
+    yield command("mkdir", "-p", path.rsplit("/", 1)[0])
+    yield FileUploadCommand(io.BytesIO(content), f"{path}.localcode-new")
+    yield command("chown", "0:0", f"{path}.localcode-new")
+    yield command("chmod", mode, f"{path}.localcode-new")
+    yield command("mv", "-f", f"{path}.localcode-new", path)

@@ -5,7 +5,6 @@ the macOS paths are tested on a Linux machine."""
 from __future__ import annotations
 
 import io
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,19 +74,19 @@ def plan_deploy(hosts: list[tuple[str, dict]], monkeypatch) -> dict[str, list[Pl
     return planned
 
 
-def darwin_hardware(ram_gib: int = 48) -> list[str]:
-    return [f"{M}uname", "Darwin", "arm64", f"{M}darwin", str(ram_gib * 1024**3), "Apple M4 Pro", "0"]
+def darwin_hardware(ram_gib: int = 48, login: str = "ana") -> list[str]:
+    return [f"{M}uname", "Darwin", "arm64", f"{M}login", login, f"{M}darwin", str(ram_gib * 1024**3),
+            "Apple M4 Pro", "0"]
 
 
-def linux_base(user: str) -> dict:
-    """Responses every Linux host needs for pyinfra's own facts."""
-    return {re.compile(r"^uname -s$"): ["Linux"], "echo $USER": [user], "command -v useradd": ["/usr/sbin/useradd"],
-            "for t in curl zstd tar": [f"{M}releases", f"{M}current", f"{M}bin", "missing", f"{M}manual-lib",
+def linux_base() -> dict:
+    """The Ollama layout of a Linux host with nothing of ours installed yet."""
+    return {"for t in curl zstd tar": [f"{M}releases", f"{M}current", f"{M}bin", "missing", f"{M}manual-lib",
                                        f"{M}tools", "curl", "zstd", "tar"]}
 
 
-def linux_hardware(ram_gib: int = 64, nvidia_mib: tuple[int, ...] = ()) -> list[str]:
-    out = [f"{M}uname", "Linux", "x86_64", f"{M}meminfo", f"MemTotal: {ram_gib * 1024 * 1024} kB"]
+def linux_hardware(ram_gib: int = 64, nvidia_mib: tuple[int, ...] = (), login: str = "root") -> list[str]:
+    out = [f"{M}uname", "Linux", "x86_64", f"{M}login", login, f"{M}meminfo", f"MemTotal: {ram_gib * 1024 * 1024} kB"]
     if nvidia_mib:
         out += [f"{M}nvidia", *(f"NVIDIA GeForce RTX 4090, {m}" for m in nvidia_mib), f"{M}nvidia-rc", "0"]
     return out

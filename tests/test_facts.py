@@ -106,3 +106,15 @@ def test_accounts_command_runs_here():
                             capture_output=True, text=True).stdout
     _, accounts = parse_accounts(output.splitlines())
     assert accounts["root"].uid == 0 and accounts["no-such-user"] is None
+
+
+def test_ollama_show_of_missing_or_broken_models_is_none():
+    out = [f"{M}bin", "/x", f"{M}client", "ollama version is 0.30.0", f"{M}version", '{"version":"0.30.0"}',
+           f"{M}tags", '{"models":[]}',
+           f"{M}show:a:1", '{"error":"model not found"}', "404",
+           f"{M}show:b:1", '{"error":"open blobs/sha256-x: no such file or directory"}', "500",
+           f"{M}show:c:1", '{"parameters":"num_ctx                        65536","model_info":{"x.context_length":131072},'
+           '"capabilities":["completion","tools"]}', "200"]
+    shown = parse_ollama(out).shown
+    assert shown["a:1"] is None and shown["b:1"] is None
+    assert shown["c:1"].parameters == {"num_ctx": 65536} and shown["c:1"].context_length == 131072

@@ -14,7 +14,6 @@ def mac(brew: bool, app: bool = False) -> dict:
     return {"developer_users": ["ana"], "fake_responses": {
         **accounts(("ana", 501, "/Users/ana", "/bin/zsh")),
         "uname -s; uname -m": darwin_hardware(48),
-        "echo $USER": ["ana"],
         "list --versions ollama": fact,
         "/api/tags": no_ollama(),
     }}
@@ -65,9 +64,9 @@ def test_mac_with_ollama_app_warns(monkeypatch, caplog):
 
 def test_linux_laptop_onboarded_by_its_developer_uses_sudo(monkeypatch):
     laptop = {"fake_responses": {
-        **linux_base("dana"),
+        **linux_base(),
         **accounts(("dana", 1000, "/home/dana", "/bin/bash")),
-        "uname -s; uname -m": linux_hardware(32, (16384,)),
+        "uname -s; uname -m": linux_hardware(32, (16384,), login="dana"),
         "/api/tags": no_ollama(),
     }}
     ops = plan_deploy([("@fake/laptop", laptop)], monkeypatch)["@fake/laptop"]
@@ -85,7 +84,17 @@ def test_linux_laptop_onboarded_by_its_developer_uses_sudo(monkeypatch):
 
 
 def test_linux_as_root_needs_no_sudo(monkeypatch):
-    host = {"fake_responses": {**linux_base("root"), "uname -s; uname -m": linux_hardware(64),
+    host = {"fake_responses": {**linux_base(), "uname -s; uname -m": linux_hardware(64),
                                "/api/tags": no_ollama()}}
     ops = plan_deploy([("@fake/ws", host)], monkeypatch)["@fake/ws"]
     assert ops and not any(op.sudo for op in ops)
+
+
+def test_mac_claude_code_from_the_homebrew_cask_runs_as_the_developer(monkeypatch):
+    host = mac(brew=True)
+    host["claude_install_method"] = "brew"
+    ops = by_name(plan_deploy([("@fake/mac-cask", host)], monkeypatch)["@fake/mac-cask"])
+    cask = ops["Claude Code (Homebrew cask)"]
+    assert cask.commands == ["/opt/homebrew/bin/brew install --cask claude-code"]
+    assert cask.sudo and cask.sudo_user == "ana"
+    assert "Claude Code 2.1.330 (verified)" not in ops

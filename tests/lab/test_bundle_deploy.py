@@ -93,6 +93,12 @@ def test_airgapped_host_converges_from_the_bundle_and_stays_offline(lab: Lab, tm
     assert second < 256 * 1024 < first
 
 
+def deployed_airgap(lab: Lab, tmp_path) -> None:
+    """The air-gapped host converged (a no-op when an earlier test did it)."""
+    code, _, err = deploy(lab, write_inventory(tmp_path / "converge.py", lab), "--limit", "airgap")
+    assert code == 0, err
+
+
 def mirror_data(lab: Lab) -> dict:
     return {"laptop": {"ollama_source": "mirror", "claude_source": "mirror", "model_source": "mirror",
                        "mirror_url": f"{lab.spec.internet.mirror_url}/bundle"}}
@@ -113,8 +119,9 @@ def test_online_host_converges_from_the_mirror(lab: Lab, tmp_path):
 def test_killed_transfer_resumes_to_a_verified_blob(lab: Lab, tmp_path):
     """A big blob is pushed to the air-gapped host; rsync is killed mid-blob; the re-run completes
     it from the partial file, and the store only ever holds the verified blob."""
+    deployed_airgap(lab, tmp_path)
     index = load_index(bundle_dir(lab))
-    model = index.models[0]
+    model = next(m for m in index.models if m.name == "gemma4:e4b")  # the air-gapped host's model
     big = max(model.blobs, key=lambda b: b.size)
     lab.ssh("airgap", f"systemctl stop ollama && rm -rf {STORE}/blobs/{Path(big.path).name} "
                       f"{STORE}/{model.manifest.removeprefix('models/')} && systemctl start ollama")
@@ -123,9 +130,10 @@ def test_killed_transfer_resumes_to_a_verified_blob(lab: Lab, tmp_path):
     (throttle / "rsync").write_text(f"#!/bin/sh\nexec {shutil.which('rsync')} --bwlimit=200 \"$@\"\n")
     (throttle / "rsync").chmod(0o755)
     env = {**lab.pyinfra_env(), "PATH": f"{throttle}:{os.environ['PATH']}"}
+    log = open(tmp_path / "killed.log", "w")
     proc = subprocess.Popen([str(REPO / ".venv/bin/pyinfra"), "-y", str(write_inventory(tmp_path / "k.py", lab)),
                              "deploy.py", "--limit", "airgap"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     incoming = "/usr/share/ollama/.ollama/localcode-incoming/models/blobs"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -133,6 +141,7 @@ def test_killed_transfer_resumes_to_a_verified_blob(lab: Lab, tmp_path):
         if any(int(s) > 0 for s in sizes):
             break
         time.sleep(0.2)
+    assert proc.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     subprocess.run(["pkill", "-KILL", "-f", "rsync --bwlimit=200"], check=False)
@@ -149,10 +158,11 @@ def test_killed_transfer_resumes_to_a_verified_blob(lab: Lab, tmp_path):
 
 
 def test_tampered_blob_is_rejected(lab: Lab, tmp_path):
+    deployed_airgap(lab, tmp_path)
     tampered = tmp_path / "bundle"
     shutil.copytree(bundle_dir(lab), tampered, copy_function=os.link)
     index = load_index(tampered)
-    model = index.models[0]
+    model = next(m for m in index.models if m.name == "gemma4:e4b")
     blob = tampered / max(model.blobs, key=lambda b: b.size).path
     data = bytearray(blob.read_bytes())
     data[100] ^= 0x01
