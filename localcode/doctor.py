@@ -16,8 +16,7 @@ from pathlib import Path
 from packaging.version import Version
 from pyinfra.api import FactBase
 
-from .facts import MARK, _sections
-from .models import parse_parameters
+from .facts import MARK, _sections, parse_parameters
 from .plan import HostPlan
 from .settings import HostConfig
 from .shell import sh_quote

@@ -128,7 +128,7 @@ def _hash_file(path: Path, *algorithms: str) -> dict[str, hashlib._Hash]:
     return hashes
 
 
-def _atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
+def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -286,7 +286,7 @@ def npm_pack(name: str, version: str, dest_dir: Path) -> NpmTarball:
             "mtime_ns": st.st_mtime_ns,
             "published": _publish_time(name, version, work / ".npm-cache"),
         }
-        _atomic_write_text(tgz.with_name(tgz.name + ".json"), json.dumps(meta, indent=2) + "\n")
+        atomic_write_text(tgz.with_name(tgz.name + ".json"), json.dumps(meta, indent=2) + "\n")
         return NpmTarball(name, version, tgz, integrity, meta["shasum"], size, meta["published"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -411,7 +411,7 @@ def claude_code_release(version: str = DEFAULT_CLAUDE_VERSION, platform: str = "
             "tarball_integrity": plat.integrity,
             "mtime_ns": bin_path.stat().st_mtime_ns,
         }
-        _atomic_write_text(bin_path.with_name("claude.json"), json.dumps(stamp, indent=2) + "\n")
+        atomic_write_text(bin_path.with_name("claude.json"), json.dumps(stamp, indent=2) + "\n")
         return ClaudeCodeRelease(version, platform, bin_path, sha256, size, build_date, wrapper, plat)
 
 

@@ -43,6 +43,7 @@ from pathlib import Path
 
 from localcode.lab import paths
 from localcode.lab.claude_code import (
+    atomic_write_text,
     check_pinned_version,
     claude_code_release,
     platform_package,
@@ -81,22 +82,6 @@ def _sha256_file(path: Path) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _place(src: Path, dst: Path) -> None:
@@ -259,7 +244,7 @@ def build_standin_release(version: str, registry_url: str, arch: str = "amd64", 
                 os.chmod(p, 0o644)
             meta = {"version": version, "arch": arch, "registry": registry_url, "standin": standin_hash,
                     "sha256": actual, "tarball": _file_id(tarball), "sha256sums": _file_id(sums)}
-            _atomic_write_text(built / ".stamp.json", json.dumps(meta, indent=2) + "\n")
+            atomic_write_text(built / ".stamp.json", json.dumps(meta, indent=2) + "\n")
             if entry.exists():  # stale/partial entry from an interrupted or tampered run
                 shutil.rmtree(entry)
             os.rename(built, entry)
@@ -367,7 +352,7 @@ def _sync_tree(root: Path, versions: list[str], claude_version: str, registry_ur
             sums: dict[str, str] = {}
             for rel in built:
                 sums.update(parse_sha256sums(rel.sha256sums.read_text()))
-            _atomic_write_text(root / sums_rel, "".join(f"{h}  {n}\n" for n, h in sorted(sums.items())))
+            atomic_write_text(root / sums_rel, "".join(f"{h}  {n}\n" for n, h in sorted(sums.items())))
         record(name, key, tar_rels + rocm_rels + [sums_rel])
         changed = True
         log.info("mirror: placed Ollama stand-in %s (%s)", v, ", ".join(ollama_arches))
@@ -390,7 +375,7 @@ def _sync_tree(root: Path, versions: list[str], claude_version: str, registry_ur
             _place(r.binary, root / f"{claude_base}/{claude_version}/{p}/claude")
         manifest = claude_manifest(claude_version, cc_key["build_date"],
                                    {p: (r.sha256, r.size) for p, r in releases.items()})
-        _atomic_write_text(root / f"{claude_base}/{claude_version}/manifest.json", json.dumps(manifest, indent=2) + "\n")
+        atomic_write_text(root / f"{claude_base}/{claude_version}/manifest.json", json.dumps(manifest, indent=2) + "\n")
         record("claude-code", cc_key, cc_rels)
         changed = True
         log.info("mirror: placed Claude Code %s (%s)", claude_version, ", ".join(claude_platforms))
@@ -404,7 +389,7 @@ def _sync_tree(root: Path, versions: list[str], claude_version: str, registry_ur
             with contextlib.suppress(OSError):
                 if (root / rel).read_text() == claude_version:
                     continue
-            _atomic_write_text(root / rel, claude_version)  # bare version, no newline, like upstream
+            atomic_write_text(root / rel, claude_version)  # bare version, no newline, like upstream
         record("channels", ch_key, ch_rels)
         changed = True
 
@@ -442,7 +427,7 @@ def _sync_tree(root: Path, versions: list[str], claude_version: str, registry_ur
                     changed = True
 
     if changed or old_parts != parts:
-        _atomic_write_text(stamp_path, json.dumps({"format": _STAMP_FORMAT, "parts": parts}, indent=2) + "\n")
+        atomic_write_text(stamp_path, json.dumps({"format": _STAMP_FORMAT, "parts": parts}, indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------- nginx
@@ -543,7 +528,7 @@ def write_nginx_config(path: Path, root: Path, listen_unix: Path, listen_tcp_por
         "",
     ]
     run_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(path, "\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
 
 
 def nginx_argv(config_path: Path, *, nginx_bin: Path | None = None) -> list[str]:

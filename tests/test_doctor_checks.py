@@ -1,0 +1,76 @@
+"""The doctor's checks (pure) over gathered data: one broken thing fails exactly its check."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from localcode.doctor import FAIL, PASS, SKIP, evaluate, html, memory, table
+from localcode.facts import MARK, HostHardware
+from localcode.plan import plan_host
+from localcode.settings import validate_host_data
+from localcode.sizing import GiB
+
+CONFIG = validate_host_data("ws", {"developer_users": ["dev"]})
+PLAN = plan_host("ws", CONFIG, HostHardware("Linux", "x86_64", 64 * GiB, login="root"))
+D = PLAN.decision
+SETTINGS = "/home/dev/.claude-local/settings.json"
+RC = "/home/dev/.bashrc"
+
+
+def b64(text: str) -> list[str]:
+    return [base64.b64encode(text.encode()).decode()]
+
+
+def healthy() -> dict:
+    tags = {"models": [{"name": D.model}, {"name": D.name}]}
+    show = {"parameters": f"num_ctx                        {D.num_ctx}"}
+    smoke = 'event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"t","name":"get_weather","input":{}}}'
+    return {
+        "version": ['{"version":"0.30.0"}'], "service": ["active"], "listen": ["127.0.0.1:11434"],
+        "tags": [json.dumps(tags)], "show": [json.dumps(show)],
+        "env": [f"OLLAMA_HOST=127.0.0.1:11434 OLLAMA_KV_CACHE_TYPE={D.kv_cache_type}" if D.kv_cache_type != "f16"
+                else "OLLAMA_HOST=127.0.0.1:11434"],
+        "smoke": smoke.splitlines(), "claude": ["2.1.330 (Claude Code)"],
+        f"file:{SETTINGS}": b64(json.dumps({"model": D.name})),
+        f"file:{RC}": b64("# >>> localcode >>>\nalias claude-local='env claude'\n# <<< localcode <<<\n"),
+    }
+
+
+def run(data: dict):
+    return evaluate("ws", CONFIG, PLAN, data, {"dev": [SETTINGS]}, {"dev": [RC]}, deep=False)
+
+
+def failed(report) -> set[str]:
+    return {c.name for c in report.checks if c.status == FAIL}
+
+
+def test_a_healthy_host_passes_every_check():
+    report = run(healthy())
+    assert report.ok and {c.status for c in report.checks} == {PASS}
+    assert "✓" in table([report]) and "1 of 1 hosts pass" in html([report])
+    bars = memory(PLAN, CONFIG)
+    assert bars["weights"] + bars["kv_cache"] + bars["buffers"] + bars["free"] == bars["budget"]
+
+
+def test_each_breakage_fails_exactly_its_check():
+    cases = {
+        "service": {"service": ["inactive"], "version": [""]},
+        "loopback": {"listen": ["0.0.0.0:11434"]},
+        "models": {"tags": [json.dumps({"models": [{"name": D.model}]})]},
+        "context": {"show": [json.dumps({"parameters": "num_ctx                        4096"})]},
+        "tool call": {"smoke": ['data: {"type":"content_block_start","content_block":{"type":"text","text":"{}"}}']},
+        "claude": {"claude": []},
+        "alias dev": {f"file:{RC}": b64("export A=1\n")},
+        "settings dev": {f"file:{SETTINGS}": b64("{broken")},
+    }
+    for check, change in cases.items():
+        report = run({**healthy(), **change})
+        assert failed(report) == {check}, (check, [(c.name, c.status, c.detail) for c in report.checks])
+        assert all(c.remedy for c in report.checks if c.status == FAIL)
+
+
+def test_a_stopped_server_skips_what_depends_on_it():
+    report = run({**healthy(), "service": ["inactive"], "version": [""]})
+    statuses = {c.name: c.status for c in report.checks}
+    assert statuses["service"] == FAIL and statuses["ollama"] == SKIP and "models" not in statuses
