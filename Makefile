@@ -9,7 +9,7 @@ LAB_TOOLS := debootstrap:debootstrap systemd-nspawn:systemd-container nginx:ngin
 
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lab-up lab-down clean
+.PHONY: setup demo test bench lab-up lab-down clean
 
 setup: $(VENV)/.installed
 
@@ -41,6 +41,12 @@ demo: setup
 
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Benchmarks (not tests): fleet converge at 1/4/8/16 hosts against an ssh fan-out floor, and
+# transfers against raw cat|ssh and curl; figures in bench/results.md and bench/transfer.json.
+bench: setup
+	$(BIN)/python bench/fleet.py
+	$(BIN)/python bench/transfer.py
 
 lab-up: setup
 	$(BIN)/localcode lab up

@@ -21,9 +21,10 @@ config = settings.host_config(host, inventory)
 sizing = plan.size_host(host, config)
 config = onboarding.with_invoking_developer(config, sizing.facts.login)
 
-# The files we own on this host (helpers, unit files, Modelfile), observed in one round trip.
+# The system files we own or edit on this host (helpers, unit files, Modelfile, Claude Code's
+# managed settings), observed in one round trip.
 owned = userfiles.observe(helpers.managed_paths() + ollama.managed_paths(sizing.facts.os)
-                          + models.managed_paths(sizing.decision))
+                          + models.managed_paths(sizing.decision) + claude.managed_paths(sizing.facts.os))
 
 with host.arguments(**onboarding.system_arguments(sizing.facts.login)):
     # Our helper scripts (verified downloads, pulls with progress, atomic user-file writes).
@@ -38,7 +39,7 @@ with host.arguments(**onboarding.system_arguments(sizing.facts.login)):
     models.ensure(config, sizing.decision, sizing.facts.os, owned, server)
 
     # 5. Claude Code: the pinned release, verified against its manifest, never self-updating.
-    claude.install(config, sizing.facts)
+    claude.install(config, sizing.facts, owned)
 
     # 6. Wiring, per developer user: the alias in the login shell's rc file, project settings,
     #    and on air-gapped hosts plain `claude` on the local model.

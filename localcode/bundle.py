@@ -22,7 +22,7 @@ from .bundle_index import (
     manifest_digests, manifest_path, ollama_path, save_index, split_name,
 )
 
-CHUNK = 1 << 20
+CHUNK = 4 << 20
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 
 
@@ -43,6 +43,9 @@ class Fetcher:
     def __init__(self, root: Path, progress: bool = True, workers: int = 4):
         self.root = root
         self.session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=workers, pool_maxsize=workers)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
         self.workers = workers
         self.bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, disable=not progress,
                         desc="bundle", dynamic_ncols=True)
@@ -87,14 +90,19 @@ class Fetcher:
                 with self.lock:
                     self.bar.total += max(total - have, 0)
                     self.bar.refresh()
-                with open(partial, "ab") as out:
+                with open(partial, "ab") as out, ThreadPoolExecutor(1) as hasher:
+                    # Hash and write in another thread (both release the GIL) while this one reads.
+                    pending = None
                     for chunk in response.iter_content(CHUNK):
-                        out.write(chunk)
-                        digest.update(chunk)
+                        if pending is not None:
+                            pending.result()
+                        pending = hasher.submit(lambda c: (out.write(c), digest.update(c)), chunk)
                         have += len(chunk)
                         with self.lock:
                             self.fetched_bytes += len(chunk)
                             self.bar.update(len(chunk))
+                    if pending is not None:
+                        pending.result()
         if digest.hexdigest() != sha256:
             partial.unlink()
             raise BundleError(f"{url}: sha256 {digest.hexdigest()} does not match the expected {sha256}; discarded")
@@ -149,17 +157,29 @@ def fetch_claude(f: Fetcher, sources: Sources, version: str, platforms: tuple[st
     return out
 
 
-def fetch_model(f: Fetcher, sources: Sources, name: str, pool: ThreadPoolExecutor) -> BundleModel:
-    namespace, model, tag = split_name(name)
-    repo = f"{sources.registry}/v2/{namespace}/{model}"
-    raw = f.text(f"{repo}/manifests/{tag}", {"Accept": MANIFEST_TYPE})
-    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
-    blobs = list(pool.map(lambda d: f.file(f"{repo}/blobs/{d[0]}", blob_path(d[0]), d[0].split(":", 1)[1], d[1]),
-                          manifest_digests(raw)))
-    rel = manifest_path(name)
-    (f.root / rel).parent.mkdir(parents=True, exist_ok=True)
-    (f.root / rel).write_bytes(raw)  # last: a model is only listed once its blobs are all here
-    return BundleModel(name=name, manifest=rel, digest=digest, blobs=tuple(blobs))
+def fetch_models(f: Fetcher, sources: Sources, names: list[str]) -> list[BundleModel]:
+    """Every model's manifest first, then all their blobs at once (several in parallel, shared
+    blobs once), then the manifests are written: a model is only listed once its blobs are here."""
+    def repo(name: str) -> str:
+        namespace, model, _ = split_name(name)
+        return f"{sources.registry}/v2/{namespace}/{model}"
+
+    with ThreadPoolExecutor(f.workers) as pool:
+        manifests = dict(zip(names, pool.map(
+            lambda n: f.text(f"{repo(n)}/manifests/{split_name(n)[2]}", {"Accept": MANIFEST_TYPE}), names)))
+        wanted = {digest: (repo(name), size) for name, raw in manifests.items()
+                  for digest, size in manifest_digests(raw)}
+        fetched = dict(zip(wanted, pool.map(
+            lambda d: f.file(f"{wanted[d][0]}/blobs/{d}", blob_path(d), d.split(":", 1)[1], wanted[d][1]), wanted)))
+    models = []
+    for name, raw in manifests.items():
+        rel = manifest_path(name)
+        (f.root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (f.root / rel).write_bytes(raw)
+        blobs = tuple(fetched[d] for d, _ in manifest_digests(raw))
+        models.append(BundleModel(name=name, manifest=rel, digest="sha256:" + hashlib.sha256(raw).hexdigest(),
+                                  blobs=blobs))
+    return models
 
 
 def build(root: Path, models: list[str], platforms: tuple[str, ...], ollama_version: str | None,
@@ -174,8 +194,7 @@ def build(root: Path, models: list[str], platforms: tuple[str, ...], ollama_vers
             files += fetch_ollama(fetcher, sources, ollama_version, platforms)
         if claude_version:
             files += fetch_claude(fetcher, sources, claude_version, platforms)
-        with ThreadPoolExecutor(workers) as pool:
-            bundled = [fetch_model(fetcher, sources, name, pool) for name in sorted(set(models))]
+        bundled = fetch_models(fetcher, sources, sorted(set(models)))
     finally:
         fetcher.close()
     index = BundleIndex(ollama_version=ollama_version, claude_version=claude_version, platforms=platforms,

@@ -18,7 +18,7 @@ from .ollama import failure
 from .settings import HostConfig
 from .shell import command
 from .textedit import JsonEditError, set_json
-from .userfiles import FilesFact, write_text
+from .userfiles import MISSING, write_text
 
 BASE = "/usr/local/lib/localcode/claude"
 BIN_LINK = "/usr/local/bin/claude"
@@ -122,7 +122,7 @@ def reports_version(version: str):
                   '{ echo "claude --version reports ${v:-nothing}, expected $1" >&2; exit 1; }', "localcode", version)
 
 
-def install(config: HostConfig, facts: HostHardware) -> None:
+def install(config: HostConfig, facts: HostHardware, owned: dict) -> None:
     state = host.get_fact(ClaudeInstallFact)
     method = config.claude_install_method
     if method == "native":
@@ -148,19 +148,23 @@ def install(config: HostConfig, facts: HostHardware) -> None:
                          state=state, _sudo=True, _sudo_user=config.developer_users[0], _use_sudo_login=True)
     reports_version(name="claude --version reports the pinned version", version=config.claude_version,
                     _if=lambda: installed.did_change() or state.version != config.claude_version)
-    no_self_updates(facts.os)
+    no_self_updates(facts.os, owned)
 
 
-def no_self_updates(os_name: str) -> None:
+def managed_paths(os_name: str) -> list[str]:
+    return [MANAGED_SETTINGS[os_name]] if os_name in MANAGED_SETTINGS else []
+
+
+def no_self_updates(os_name: str, owned: dict) -> None:
     """Managed hosts never self-update: DISABLE_UPDATES in the managed settings (highest
     precedence, for every user and profile); other keys there stay as they are."""
     path = MANAGED_SETTINGS[os_name]
-    state = host.get_fact(FilesFact, paths=(path,)).get(path)
-    before = state.text if state else None
+    state = owned.get(path, MISSING)
+    before = state.text
     try:
         text = set_json(before or "", ("env",), {"DISABLE_UPDATES": "1"})
     except JsonEditError as exc:
         failure(name="Claude Code managed settings", message=f"{path}: {exc}")
         return
     write_text(name="Claude Code managed settings: no self-updates", path=path, text=text, before=before,
-               uid=0, gid=0, mode=(state.mode if state and state.mode else "644"), why="DISABLE_UPDATES")
+               uid=0, gid=0, mode=state.mode or "644", why="DISABLE_UPDATES")

@@ -170,7 +170,8 @@ class OllamaFact(FactBase):
     def command(self, api: str = "127.0.0.1:11434", show: tuple[str, ...] = ()) -> str:
         url = sh_quote(f"http://{api}")
         shows = [f"echo; echo {MARK}show:{sh_quote(name)}; curl -s --max-time 10 -w '\n%{{http_code}}' -X POST "
-                 f"-d {sh_quote(json.dumps({'model': name}))} {sh_quote(f'http://{api}/api/show')}" for name in show]
+                 f"-d {sh_quote(json.dumps({'model': name}))} {sh_quote(f'http://{api}/api/show')}; echo"
+                 for name in show]
         return "; ".join([
             "bin=$(command -v ollama || for b in /usr/local/bin/ollama /opt/homebrew/bin/ollama; "
             "do [ -x \"$b\" ] && echo \"$b\" && break; done)",

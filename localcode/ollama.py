@@ -66,7 +66,7 @@ class OllamaLayoutFact(FactBase):
         return "; ".join([
             f"echo {MARK}releases; for d in {base}/*/; do [ -d \"$d\" ] && basename \"$d\"; done 2>/dev/null",
             f"echo {MARK}current; readlink {base}/current 2>/dev/null",
-            f"echo {MARK}bin; if [ -L {BIN_LINK} ]; then echo link; readlink {BIN_LINK}; "
+            f"echo {MARK}bin-link; if [ -L {BIN_LINK} ]; then echo link; readlink {BIN_LINK}; "
             f"elif [ -e {BIN_LINK} ]; then echo file; else echo missing; fi",
             f"echo {MARK}manual-lib; [ -d {MANUAL_LIB} ] && echo yes",
             f"echo {MARK}tools; for t in curl zstd tar; do command -v $t >/dev/null && echo $t; done",
@@ -81,7 +81,7 @@ class OllamaLayoutFact(FactBase):
         s = _sections(output)
         releases = tuple(r for r in s.get("releases", []) if r and not r.endswith(".partial") and r != "current")
         current = next((Path(c).name for c in s.get("current", []) if c), None)
-        kind_lines = s.get("bin", [])
+        kind_lines = s.get("bin-link", [])
         if not kind_lines or kind_lines[0] not in ("link", "file", "missing"):
             raise FactProcessError("ollama layout: unexpected output:\n" + "\n".join(output))
         target = kind_lines[1] if kind_lines[0] == "link" and len(kind_lines) > 1 else None
@@ -91,6 +91,24 @@ class OllamaLayoutFact(FactBase):
                             tuple(s.get("tools", [])), tuple(user[0].split()) if user else None,
                             bool(s.get("group")), tuple(s.get("device-groups", [])),
                             "active" in service, "enabled" in service)
+
+
+class OllamaHostFact(FactBase):
+    """The server's state (OllamaFact) and, on Linux, our layout (OllamaLayoutFact) together:
+    one round trip for everything the Ollama step decides on."""
+
+    def command(self, api: str, show: tuple[str, ...], layout: bool) -> str:
+        parts = [OllamaFact().command(api=api, show=show)]
+        if layout:
+            parts.append(OllamaLayoutFact().command())
+        return "; ".join(parts)
+
+    def default(self) -> tuple[OllamaState, OllamaLayout | None]:
+        return OllamaState(None, None, None), OllamaLayoutFact().default()
+
+    def process(self, output: list[str]) -> tuple[OllamaState, OllamaLayout | None]:
+        has_layout = f"{MARK}releases" in output
+        return OllamaFact().process(output), OllamaLayoutFact().process(output) if has_layout else None
 
 
 def release_dir_name(version: str, arch: str, rocm: bool) -> str:
@@ -236,10 +254,9 @@ def enabled_and_running(layout: OllamaLayout):
 
 
 def install_linux(config: HostConfig, decision: Decision, arch: str, rocm: bool, observed: dict,
-                  state: OllamaState) -> None:
+                  state: OllamaState, layout: OllamaLayout) -> None:
     """The Linux steps, in order; restarts are driven by what changed. Decisions use the state
     observed when the deploy started."""
-    layout = host.get_fact(OllamaLayoutFact)
     plan = install_plan(config, decision, state)
     host.log(f"ollama: {plan.reason}")
     for warning in plan.warnings:
@@ -271,13 +288,14 @@ def install(config: HostConfig, sizing: HostPlan, observed: dict) -> OllamaState
     server's state as observed before (with `/api/show` of the derived model) for later steps."""
     facts = sizing.facts
     derived = sizing.decision.name
-    state = host.get_fact(OllamaFact, api=config.ollama_host, show=(derived,) if derived else ())
+    state, layout = host.get_fact(OllamaHostFact, api=config.ollama_host, show=(derived,) if derived else (),
+                                  layout=facts.os == "Linux")
     if facts.os == "Linux":
         if facts.arch not in ARCHES:
             failure(name="Unsupported host", message=f"no Ollama Linux release for architecture {facts.arch}")
             return state
         rocm = any(g.vendor == "amd" for g in facts.gpus)
-        install_linux(config, sizing.decision, ARCHES[facts.arch], rocm, observed, state)
+        install_linux(config, sizing.decision, ARCHES[facts.arch], rocm, observed, state, layout)
     elif facts.os == "Darwin":
         from .macos import install_macos
 

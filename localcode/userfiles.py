@@ -23,12 +23,24 @@ STAGING = "/usr/local/lib/localcode/staging"  # root-only: never stage in a worl
 
 @dataclass(frozen=True)
 class FileState:
-    text: str | None      # None: missing
-    mode: str | None      # octal, e.g. "644"
+    """A file as found on the host (text None: missing). Bytes that are not UTF-8 survive the
+    round trip (surrogateescape), so digests and rewrites stay exact."""
+
+    text: str | None
+    mode: str | None            # octal without leading zeros, e.g. "644"
+    uid: int | None = None
+    gid: int | None = None
+
+    @property
+    def sha256(self) -> str | None:
+        return None if self.text is None else hashlib.sha256(self.text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+MISSING = FileState(None, None)
 
 
 class FilesFact(FactBase):
-    """Contents and modes of several files, base64 so any byte survives: one round trip."""
+    """Contents, owner and mode of several files (base64, so any byte survives): one round trip."""
 
     def default(self) -> dict:
         return {}
@@ -37,8 +49,8 @@ class FilesFact(FactBase):
         parts = []
         for path in paths:
             p = sh_quote(path)
-            parts.append(f"echo {MARK}{p}; if [ -f {p} ]; then (stat -c %a {p} 2>/dev/null || stat -f %Lp {p}); "
-                         f"base64 < {p}; else echo missing; fi")
+            parts.append(f"echo {MARK}{p}; if [ -f {p} ]; then (stat -c '%u %g %a' {p} 2>/dev/null || "
+                         f"stat -f '%u %g %Lp' {p}); base64 < {p}; else echo missing; fi")
         return "; ".join(parts + ["true"])
 
     def process(self, output: list[str]) -> dict[str, FileState]:
@@ -47,13 +59,20 @@ class FilesFact(FactBase):
             if not path:
                 continue
             if lines == ["missing"]:
-                states[path] = FileState(None, None)
+                states[path] = MISSING
                 continue
             try:
-                states[path] = FileState(base64.b64decode("".join(lines[1:])).decode(), lines[0].strip())
-            except (ValueError, IndexError, UnicodeDecodeError) as exc:
+                uid, gid, mode = lines[0].split()
+                data = base64.b64decode("".join(lines[1:]))
+                states[path] = FileState(data.decode("utf-8", "surrogateescape"), mode, int(uid), int(gid))
+            except (ValueError, IndexError) as exc:
                 raise FactProcessError(f"cannot read {path} ({exc}); raw output:\n" + "\n".join(output)) from None
         return states
+
+
+def observe(paths: list[str]) -> dict[str, FileState]:
+    """The files we manage or edit on a host, as they are now (one round trip)."""
+    return host.get_fact(FilesFact, paths=tuple(paths))
 
 
 class DirectoriesFact(FactBase):
@@ -83,14 +102,6 @@ def write_text(path: str, text: str, before: str | None, uid: int, gid: int, mod
 
 
 @dataclass(frozen=True)
-class FileMeta:
-    sha256: str
-    uid: int
-    gid: int
-    mode: str   # octal without leading zeros, e.g. "755"
-
-
-@dataclass(frozen=True)
 class ManagedFile:
     """A file we own entirely (helper scripts, unit files, Modelfiles), root-owned."""
     path: str
@@ -98,49 +109,13 @@ class ManagedFile:
     mode: str
 
 
-class FileDigestsFact(FactBase):
-    """sha256, owner and mode of several files in one round trip (None for a missing file), so
-    an unchanged set of managed files costs one command, not three per file."""
-
-    def default(self) -> dict:
-        return {}
-
-    def command(self, paths: tuple[str, ...]) -> str:
-        parts = []
-        for path in paths:
-            p = sh_quote(path)
-            parts.append(f"echo {MARK}{p}; if [ -f {p} ]; then (sha256sum {p} 2>/dev/null || shasum -a 256 {p}) "
-                         f"| cut -d' ' -f1; (stat -c '%u %g %a' {p} 2>/dev/null || stat -f '%u %g %Lp' {p}); "
-                         "else echo missing; fi")
-        return "; ".join(parts + ["true"])
-
-    def process(self, output: list[str]) -> dict[str, FileMeta | None]:
-        metas: dict[str, FileMeta | None] = {}
-        for path, lines in _sections(output).items():
-            if not path:
-                continue
-            if lines == ["missing"]:
-                metas[path] = None
-                continue
-            try:
-                uid, gid, mode = lines[1].split()
-                metas[path] = FileMeta(lines[0].strip(), int(uid), int(gid), mode)
-            except (IndexError, ValueError):
-                raise FactProcessError(f"cannot read {path}; raw output:\n" + "\n".join(output)) from None
-        return metas
-
-
-def observe(paths: list[str]) -> dict[str, FileMeta | None]:
-    """The current state of all the files we manage on a host (one round trip)."""
-    return host.get_fact(FileDigestsFact, paths=tuple(paths))
-
-
 @operation()
-def ensure_file(path: str, content: bytes, mode: str, observed: FileMeta | None):
+def ensure_file(path: str, content: bytes, mode: str, observed: FileState | None):
     """Write a root-owned file we own entirely, atomically, unless it already has this content,
     owner and mode (as observed when the deploy started)."""
     digest = hashlib.sha256(content).hexdigest()
-    if observed == FileMeta(digest, 0, 0, mode.lstrip("0")):
+    if observed is not None and (observed.sha256, observed.uid, observed.gid, observed.mode) == (
+            digest, 0, 0, mode.lstrip("0")):
         host.noop(f"{path} is up to date")
         return
     yield command("mkdir", "-p", path.rsplit("/", 1)[0])

@@ -20,7 +20,7 @@ from .settings import ConfigError, HostConfig
 from .sizing import Decision
 from . import textedit
 from .textedit import MARKDOWN, JsonEditError, apply_block
-from .userfiles import DirectoriesFact, FileState, FilesFact, write_text
+from .userfiles import MISSING, DirectoriesFact, FileState, FilesFact, write_text
 
 TIERS = ("ANTHROPIC_DEFAULT_OPUS_MODEL", "ANTHROPIC_DEFAULT_SONNET_MODEL", "ANTHROPIC_DEFAULT_HAIKU_MODEL",
          "CLAUDE_CODE_SUBAGENT_MODEL")
@@ -85,9 +85,9 @@ def rc_paths(account: Account, existing: dict[str, FileState]) -> list[str]:
     if shell == "fish":
         return [f"{home}/.config/fish/conf.d/localcode.fish"]
     if shell == "bash":
-        login = next((p for p in (f"{home}/.bash_profile", f"{home}/.bash_login") if existing.get(p, FileState(None, None)).text is not None),
+        login = next((p for p in (f"{home}/.bash_profile", f"{home}/.bash_login") if existing.get(p, MISSING).text is not None),
                      f"{home}/.profile")
-        login_text = existing.get(login, FileState(None, None)).text or ""
+        login_text = existing.get(login, MISSING).text or ""
         return [f"{home}/.bashrc"] + ([] if ".bashrc" in login_text else [login])
     return [f"{home}/.profile"]
 
@@ -124,7 +124,7 @@ def user_edits(config: HostConfig, decision: Decision, account: Account,
     edits: list[Edit] = []
 
     def text(path: str) -> str:
-        return existing.get(path, FileState(None, None)).text or ""
+        return existing.get(path, MISSING).text or ""
 
     def add(path: str, new: str, why: str) -> None:
         edits.append(Edit(path, new, why, account.uid, account.gid))
@@ -194,7 +194,7 @@ def wire(config: HostConfig, decision: Decision) -> None:
             failure(name=f"Claude Code settings of {name}", message=f"{name}: {exc}")
             continue
         for edit in edits:
-            before = existing.get(edit.path, FileState(None, None))
+            before = existing.get(edit.path, MISSING)
             private = edit.path.endswith("/.claude.json")  # holds account state: owner only
             write_text(name=f"{name}: {edit.why}", path=edit.path, text=edit.text, before=before.text,
                        uid=edit.uid, gid=edit.gid, mode=before.mode or ("600" if private else "644"), why=edit.why)

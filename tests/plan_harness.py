@@ -81,7 +81,7 @@ def darwin_hardware(ram_gib: int = 48, login: str = "ana") -> list[str]:
 
 def linux_base() -> dict:
     """The Ollama layout of a Linux host with nothing of ours installed yet."""
-    return {"for t in curl zstd tar": [f"{M}releases", f"{M}current", f"{M}bin", "missing", f"{M}manual-lib",
+    return {"for t in curl zstd tar": [f"{M}releases", f"{M}current", f"{M}bin-link", "missing", f"{M}manual-lib",
                                        f"{M}tools", "curl", "zstd", "tar"]}
 
 

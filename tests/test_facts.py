@@ -118,3 +118,28 @@ def test_ollama_show_of_missing_or_broken_models_is_none():
     shown = parse_ollama(out).shown
     assert shown["a:1"] is None and shown["b:1"] is None
     assert shown["c:1"].parameters == {"num_ctx": 65536} and shown["c:1"].context_length == 131072
+
+
+def test_ollama_host_fact_reads_server_and_layout_without_mixing_them():
+    from localcode.ollama import OllamaHostFact
+
+    out = [f"{M}bin", "/usr/local/bin/ollama", f"{M}client", "Warning: client version is 0.30.0",
+           f"{M}version", '{"version":"0.30.0"}', f"{M}tags", '{"models":[]}',
+           f"{M}releases", "0.30.0-amd64", f"{M}current", "/usr/local/lib/localcode/ollama/0.30.0-amd64",
+           f"{M}bin-link", "link", "/usr/local/lib/localcode/ollama/current/bin/ollama", f"{M}manual-lib",
+           f"{M}tools", "curl", "zstd", "tar", f"{M}user", "ollama render video", f"{M}group", "yes",
+           f"{M}device-groups", "render", "video", f"{M}service", "active", "enabled"]
+    state, layout = OllamaHostFact().process(out)
+    assert state.binary == "/usr/local/bin/ollama" and state.binary_version == "0.30.0"
+    assert layout.bin_kind == "link" and layout.current == "0.30.0-amd64"
+    assert layout.user_groups == ("ollama", "render", "video") and layout.active and layout.enabled
+
+
+def test_ollama_host_fact_command_keeps_sections_on_their_own_lines():
+    """Run the real command with no server: every marker must start its own line."""
+    from localcode.ollama import OllamaHostFact
+
+    command = OllamaHostFact().command(api="127.0.0.1:9", show=("localcode/x:1",), layout=True)
+    output = subprocess.run(["sh", "-c", command], capture_output=True, text=True).stdout.splitlines()
+    state, layout = OllamaHostFact().process(output)
+    assert state.server_version is None and layout is not None and layout.bin_kind in ("missing", "link", "file")
