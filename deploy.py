@@ -43,4 +43,4 @@ with host.arguments(**onboarding.system_arguments(sizing.facts.login)):
 
     # 6. Wiring, per developer user: the alias in the login shell's rc file, project settings,
     #    and on air-gapped hosts plain `claude` on the local model.
-    wiring.wire(config, sizing.decision)
+    wiring.wire(config, sizing.decision, sizing.facts.accounts)

@@ -46,7 +46,9 @@ class ClaudeInstallFact(FactBase):
 
     def command(self) -> str:
         return "; ".join([
-            f"echo {MARK}version; claude --version 2>/dev/null",
+            # Our own install names its version in the link; only another one is asked (slow start).
+            f"echo {MARK}version; l=$(readlink {BIN_LINK} 2>/dev/null); case \"$l\" in {BASE}/*/claude) "
+            f"v=${{l#{BASE}/}}; echo \"${{v%%/*}}\" ;; *) claude --version 2>/dev/null ;; esac",
             f"echo {MARK}link; readlink {BIN_LINK} 2>/dev/null",
             f"echo {MARK}releases; for d in {BASE}/*/; do [ -x \"$d/claude\" ] && basename \"$d\"; done 2>/dev/null",
             f"echo {MARK}node; node --version 2>/dev/null",

@@ -265,7 +265,7 @@ def run(inventory_path: str, deep: bool = False) -> list[HostReport]:
         wanted = {}
         for host in inventory:
             if host in accounts:
-                wanted[host.name] = files_to_check(configs[host.name], accounts[host][1])
+                wanted[host.name] = files_to_check(configs[host.name], accounts[host])
 
         def doctor_args(host):
             config, plan = configs[host.name], host_plans[host.name]

@@ -45,6 +45,7 @@ class HostHardware:
     wired_limit_bytes: int | None = None
     warnings: tuple[str, ...] = field(default=())
     login: str = ""   # the user the deploy runs as on this host
+    accounts: dict = field(default_factory=dict)  # developer user -> Account | None
 
     @property
     def apple_silicon(self) -> bool:
@@ -57,9 +58,10 @@ class HostHardware:
 
 class HardwareFact(FactBase):
     """OS, arch, RAM and GPUs: /proc/meminfo or sysctl; nvidia-smi; rocm-smi JSON; Apple chip and
-    iogpu.wired_limit_mb. A GPU tool that fails (no working driver) becomes a warning."""
+    iogpu.wired_limit_mb. A GPU tool that fails (no working driver) becomes a warning. Also who
+    we are on the host and the developer accounts: the host's identity, in the same trip."""
 
-    def command(self) -> str:
+    def command(self, users: tuple[str, ...] = ()) -> str:
         return "; ".join([
             f"echo {MARK}uname; uname -s; uname -m",
             f"echo {MARK}login; id -un",
@@ -72,7 +74,7 @@ class HardwareFact(FactBase):
             f"if command -v rocm-smi >/dev/null 2>&1; then echo {MARK}amd; "
             "rocm-smi --showmeminfo vram --json 2>&1; "
             f"rc=$?; echo {MARK}amd-rc; echo $rc; fi",
-            "true",
+            AccountsFact().command(users),
         ])
 
     def process(self, output: list[str]) -> HostHardware:
@@ -106,7 +108,8 @@ def parse_hardware(output: list[str]) -> HostHardware:
     if "amd" in s:
         gpus += _amd(s["amd"], s.get("amd-rc", ["1"]), warnings, output)
     login = (s.get("login") or [""])[0].strip()
-    return HostHardware(os_name, arch, ram, tuple(gpus), chip, wired, tuple(warnings), login)
+    return HostHardware(os_name, arch, ram, tuple(gpus), chip, wired, tuple(warnings), login,
+                        parse_accounts(output) if "users" in s else {})
 
 
 def _nvidia(lines: list[str], rc: list[str], warnings: list[str], raw: list[str]) -> list[Gpu]:
@@ -265,16 +268,14 @@ class Account:
 
 
 class AccountsFact(FactBase):
-    """Developer accounts (home, login shell, ids) and the installed Claude Code version.
-    Linux: getent passwd; macOS: dscl."""
+    """Developer accounts (home, login shell, ids). Linux: getent passwd; macOS: dscl."""
 
-    def default(self) -> tuple[str | None, dict[str, Account | None]]:
-        return None, {}
+    def default(self) -> dict[str, Account | None]:
+        return {}
 
     def command(self, users: tuple[str, ...] = ()) -> str:
         names = " ".join(sh_quote(u) for u in users)
         return "; ".join([
-            f"echo {MARK}claude; (command -v claude >/dev/null && claude --version) 2>/dev/null",
             f"echo {MARK}users",
             f"for u in {names}; do "
             "if command -v getent >/dev/null; then getent passwd \"$u\" || echo \"$u:?missing\"; "
@@ -285,17 +286,12 @@ class AccountsFact(FactBase):
             "true",
         ])
 
-    def process(self, output: list[str]) -> tuple[str | None, dict[str, Account | None]]:
+    def process(self, output: list[str]) -> dict[str, Account | None]:
         return parse_accounts(output)
 
 
-def parse_accounts(output: list[str]) -> tuple[str | None, dict[str, Account | None]]:
+def parse_accounts(output: list[str]) -> dict[str, Account | None]:
     s = _sections(output)
-    claude = None
-    for line in s.get("claude", []):
-        match = re.match(r"(\d+\.\d+\.\d+)", line.strip())
-        if match:
-            claude = match.group(1)
     accounts: dict[str, Account | None] = {}
     for line in s.get("users", []):
         fields = line.split(":")
@@ -305,5 +301,5 @@ def parse_accounts(output: list[str]) -> tuple[str | None, dict[str, Account | N
         if len(fields) != 7 or not fields[2].isdigit() or not fields[3].isdigit():
             raise _fail("accounts", f"unexpected passwd line {line!r}", output)
         accounts[fields[0]] = Account(fields[0], int(fields[2]), int(fields[3]), fields[5], fields[6])
-    return claude, accounts
+    return accounts
 

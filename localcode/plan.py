@@ -52,7 +52,7 @@ def plan_host(name: str, config: HostConfig, facts: HostHardware) -> HostPlan:
 def size_host(host, config: HostConfig) -> HostPlan:
     """Deploy step: gather the hardware fact (one round trip), decide, and log the decision
     with its reason so `pyinfra ... --dry` shows it."""
-    result = plan_host(host.name, config, host.get_fact(HardwareFact))
+    result = plan_host(host.name, config, host.get_fact(HardwareFact, users=config.developer_users))
     for line in plan_lines(result):
         host.log(line)
     return result

@@ -169,12 +169,14 @@ def user_edits(config: HostConfig, decision: Decision, account: Account,
     return edits
 
 
-def wire(config: HostConfig, decision: Decision) -> None:
+def wire(config: HostConfig, decision: Decision, known: dict[str, Account | None]) -> None:
     """Write every developer user's files (only those whose text changes)."""
     if decision.model is None:
         host.noop(f"Claude Code wiring skipped: no local model ({decision.reason})")
         return
-    _, accounts = host.get_fact(AccountsFact, users=config.developer_users)
+    accounts = dict(known)
+    if any(u not in accounts for u in config.developer_users):  # the onboarding developer, found late
+        accounts = host.get_fact(AccountsFact, users=config.developer_users)
     missing = [u for u in config.developer_users if accounts.get(u) is None]
     if missing:  # a data error: stop the whole run before any host is changed
         raise ConfigError(f"invalid data for host {host.name}:\n  developer_users = "

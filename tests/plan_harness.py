@@ -92,10 +92,9 @@ def linux_hardware(ram_gib: int = 64, nvidia_mib: tuple[int, ...] = (), login: s
     return out
 
 
-def accounts(*entries: tuple[str, int, str, str]) -> dict:
-    """The AccountsFact response for (user, uid, home, shell) entries."""
-    lines = [f"{M}claude", f"{M}users", *(f"{u}:x:{uid}:{uid}::{home}:{shell}" for u, uid, home, shell in entries)]
-    return {"getent passwd": lines}
+def accounts(*entries: tuple[str, int, str, str]) -> list[str]:
+    """Account lines (the AccountsFact part of the hardware fact) for (user, uid, home, shell)."""
+    return [f"{M}users", *(f"{u}:x:{uid}:{uid}::{home}:{shell}" for u, uid, home, shell in entries)]
 
 
 def no_ollama() -> list[str]:

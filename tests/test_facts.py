@@ -64,9 +64,11 @@ def test_unparseable_output_fails_the_host_with_the_raw_text(out):
 
 
 def test_hardware_command_runs_here():
-    output = subprocess.run(["sh", "-c", HardwareFact().command()], capture_output=True, text=True).stdout
+    output = subprocess.run(["sh", "-c", HardwareFact().command(("root", "nobody-here"))],
+                            capture_output=True, text=True).stdout
     hw = parse_hardware(output.splitlines())
-    assert hw.os == "Linux" and hw.ram_bytes > GiB
+    assert hw.os == "Linux" and hw.ram_bytes > GiB and hw.login == "root"
+    assert hw.accounts["root"].home == "/root" and hw.accounts["nobody-here"] is None
 
 
 def test_ollama_binary_and_server_versions_are_separate():
@@ -91,10 +93,8 @@ def test_ollama_command_quotes_its_address():
 
 
 def test_accounts():
-    out = [f"{M}claude", "2.1.330 (Claude Code)", f"{M}users",
-           "dev:x:1000:1000::/home/dev:/bin/bash", "ghost:?missing"]
-    claude, accounts = parse_accounts(out)
-    assert claude == "2.1.330"
+    out = [f"{M}users", "dev:x:1000:1000::/home/dev:/bin/bash", "ghost:?missing"]
+    accounts = parse_accounts(out)
     assert accounts["dev"].home == "/home/dev" and accounts["dev"].shell == "/bin/bash"
     assert accounts["ghost"] is None
     with pytest.raises(FactProcessError):
@@ -104,7 +104,7 @@ def test_accounts():
 def test_accounts_command_runs_here():
     output = subprocess.run(["sh", "-c", AccountsFact().command(("root", "no-such-user"))],
                             capture_output=True, text=True).stdout
-    _, accounts = parse_accounts(output.splitlines())
+    accounts = parse_accounts(output.splitlines())
     assert accounts["root"].uid == 0 and accounts["no-such-user"] is None
 
 

@@ -12,8 +12,7 @@ def mac(brew: bool, app: bool = False) -> dict:
     fact = [f"{M}brew", *(["/opt/homebrew/bin/brew", "ana"] if brew else []), f"{M}brew-ollama",
             f"{M}tarball", f"{M}app", *(["yes"] if app else []), f"{M}uid", "501", f"{M}agent"]
     return {"developer_users": ["ana"], "fake_responses": {
-        **accounts(("ana", 501, "/Users/ana", "/bin/zsh")),
-        "uname -s; uname -m": darwin_hardware(48),
+        "uname -s; uname -m": darwin_hardware(48) + accounts(("ana", 501, "/Users/ana", "/bin/zsh")),
         "list --versions ollama": fact,
         "/api/tags": no_ollama(),
     }}
@@ -65,8 +64,9 @@ def test_mac_with_ollama_app_warns(monkeypatch, caplog):
 def test_linux_laptop_onboarded_by_its_developer_uses_sudo(monkeypatch):
     laptop = {"fake_responses": {
         **linux_base(),
-        **accounts(("dana", 1000, "/home/dana", "/bin/bash")),
         "uname -s; uname -m": linux_hardware(32, (16384,), login="dana"),
+        # The onboarding developer is only known once the login is: their account comes later.
+        "getent passwd": accounts(("dana", 1000, "/home/dana", "/bin/bash")),
         "/api/tags": no_ollama(),
     }}
     ops = plan_deploy([("@fake/laptop", laptop)], monkeypatch)["@fake/laptop"]
