@@ -21,10 +21,11 @@ config = settings.host_config(host, inventory)
 sizing = plan.size_host(host, config)
 config = onboarding.with_invoking_developer(config, sizing.facts.login)
 
-# The system files we own or edit on this host (helpers, unit files, Modelfile, Claude Code's
-# managed settings), observed in one round trip.
+# The files we own or edit on this host (helpers, unit files, Modelfile, Claude Code's managed
+# settings, the developers' rc and settings files), observed in one round trip.
 owned = userfiles.observe(helpers.managed_paths() + ollama.managed_paths(sizing.facts.os)
-                          + models.managed_paths(sizing.decision) + claude.managed_paths(sizing.facts.os))
+                          + models.managed_paths(sizing.decision) + claude.managed_paths(sizing.facts.os)
+                          + list(wiring.candidate_paths(config, sizing.facts.accounts)))
 
 with host.arguments(**onboarding.system_arguments(sizing.facts.login)):
     # Our helper scripts (verified downloads, pulls with progress, atomic user-file writes).
@@ -43,4 +44,4 @@ with host.arguments(**onboarding.system_arguments(sizing.facts.login)):
 
     # 6. Wiring, per developer user: the alias in the login shell's rc file, project settings,
     #    and on air-gapped hosts plain `claude` on the local model.
-    wiring.wire(config, sizing.decision, sizing.facts.accounts)
+    wiring.wire(config, sizing.decision, sizing.facts.accounts, owned)

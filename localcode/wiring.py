@@ -169,8 +169,9 @@ def user_edits(config: HostConfig, decision: Decision, account: Account,
     return edits
 
 
-def wire(config: HostConfig, decision: Decision, known: dict[str, Account | None]) -> None:
-    """Write every developer user's files (only those whose text changes)."""
+def wire(config: HostConfig, decision: Decision, known: dict[str, Account | None], observed: dict) -> None:
+    """Write every developer user's files (only those whose text changes). `observed` holds the
+    files already read with the host's other files (see `candidate_paths`)."""
     if decision.model is None:
         host.noop(f"Claude Code wiring skipped: no local model ({decision.reason})")
         return
@@ -187,7 +188,8 @@ def wire(config: HostConfig, decision: Decision, known: dict[str, Account | None
         raise ConfigError(f"invalid data for host {host.name}:\n  claude_projects = {dict(config.claude_projects)!r}: "
                           f"{absent} do not exist on {host.name} (localcode never creates project "
                           f"directories)\nno host was changed.")
-    existing = host.get_fact(FilesFact, paths=candidate_paths(config, accounts))
+    paths = candidate_paths(config, accounts)
+    existing = observed if all(p in observed for p in paths) else host.get_fact(FilesFact, paths=paths)
     for name in config.developer_users:
         account = accounts[name]
         try:

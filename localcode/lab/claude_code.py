@@ -152,7 +152,7 @@ def _read_json(path: Path) -> dict | None:
 
 
 @contextlib.contextmanager
-def _locked(lock_path: Path):
+def file_lock(lock_path: Path):
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
@@ -390,7 +390,7 @@ def claude_code_release(version: str = DEFAULT_CLAUDE_VERSION, platform: str = "
     release = warm()
     if release:
         return release
-    with _locked(cache / ".claude-code.lock"):
+    with file_lock(cache / ".claude-code.lock"):
         release = warm()  # another process may have finished while we waited
         if release:
             return release

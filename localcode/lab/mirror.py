@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import logging
@@ -46,6 +45,7 @@ from localcode.lab.claude_code import (
     atomic_write_text,
     check_pinned_version,
     claude_code_release,
+    file_lock,
     platform_package,
 )
 
@@ -120,17 +120,6 @@ def _read_json(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-@contextlib.contextmanager
-def _locked(lock_path: Path):
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def _remove(path: Path) -> None:
@@ -219,7 +208,7 @@ def build_standin_release(version: str, registry_url: str, arch: str = "amd64", 
         return cached
     if not builder.is_file():
         raise MirrorError(f"Ollama stand-in builder missing: {builder}")
-    with _locked(base / ".lock"):
+    with file_lock(base / ".lock"):
         cached = _ollama_from_cache(entry, version, arch)
         if cached:
             return cached
@@ -301,7 +290,7 @@ def build_mirror_tree(root: Path, ollama_versions: list[str], claude_version: st
     check_pinned_version(claude_version)
     root = Path(root).absolute()
     root.mkdir(parents=True, exist_ok=True)
-    with _locked(root / LOCK_NAME):
+    with file_lock(root / LOCK_NAME):
         _sync_tree(root, versions, claude_version, registry_url, tuple(claude_platforms), tuple(ollama_arches),
                    cache_dir, standin_dir)
     return root
