@@ -12,7 +12,6 @@ from pyinfra.api import Config, Inventory, State
 from pyinfra.api.command import FileUploadCommand, StringCommand
 from pyinfra.api.connect import connect_all
 from pyinfra.context import ctx_host, ctx_inventory, ctx_state
-from pyinfra_cli.util import load_deploy_file
 
 REPO = Path(__file__).resolve().parents[1]
 M = "::localcode::"
@@ -42,6 +41,10 @@ def _render(command) -> tuple[str | None, tuple[str, str] | None]:
 
 def plan_deploy(hosts: list[tuple[str, dict]], monkeypatch) -> dict[str, list[PlannedOp]]:
     """Load deploy.py for fake hosts and expand every recorded operation's commands."""
+    # Imported here: pyinfra_cli patches the process with gevent on import, and the lab tests
+    # (threads, subprocesses) are collected into the same process.
+    from pyinfra_cli.util import load_deploy_file
+
     monkeypatch.chdir(REPO)
     monkeypatch.setenv("PYINFRA_FAKE_DELAY", "0")
     state = State(check_for_changes=False)
