@@ -73,7 +73,7 @@ def main() -> None:
         state = fleet.up(spec, path, log=lambda *_: None)
         try:
             first, _ = deploy(spec.name)
-            noop, _ = deploy(spec.name)
+            noop = min(deploy(spec.name)[0] for _ in range(3))  # best of 3, as the floor below
             _, log = deploy(spec.name, verbose=True)
             floors = [floor(state, [h.name for h in spec.hosts]) for _ in range(3)]
             row = {"hosts": size, "first_s": round(first, 2), "noop_s": round(noop, 2),
@@ -88,7 +88,7 @@ def main() -> None:
         row["first_over_1"] = round(row["first_s"] / base["first_s"], 2)
         row["noop_over_1"] = round(row["noop_s"] / base["noop_s"], 2)
     (REPO / "bench/results.json").write_text(json.dumps(rows, indent=1) + "\n")
-    lines = ["| hosts | first run s | no-op re-run s | floor (ssh true fan-out) s | no-op / floor | "
+    lines = ["| hosts | first run s | no-op re-run s (best of 3) | floor: ssh true fan-out s (best of 3) | no-op / floor | "
              "first / first(1) | no-op / no-op(1) | remote commands per host (no-op) |",
              "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['hosts']} | {r['first_s']} | {r['noop_s']} | {r['floor_s']} | {r['noop_over_floor']} | "
