@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import time
@@ -496,17 +495,13 @@ def test_chat_api_text_and_tool_calls(srv):
     assert (r.status_code, r.json()) == (400, {"error": "no-tools does not support tools"})
 
 
-def _cached_claude():
-    from localcode.lab import claude_code
-    from localcode.lab.paths import CACHE_DIR
-
-    p = CACHE_DIR / "claude-code" / claude_code.DEFAULT_CLAUDE_VERSION / "linux-x64" / "claude"
-    return p if p.is_file() and os.access(p, os.X_OK) else None
-
-
-@pytest.mark.skipif(_cached_claude() is None, reason="no cached Claude Code binary (the lab fetches it)")
+@pytest.mark.npm_download
 def test_real_claude_code_cli_gets_text_and_one_tool_round_trip(srv, tmp_path):
     import subprocess
+
+    from localcode.lab.claude_code import fetch_claude_code
+
+    claude = fetch_claude_code()  # the pinned binary, verified and cached (downloads once)
 
     model = "qwen3-coder:30b"
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "ANTHROPIC_BASE_URL": srv.url,
@@ -515,11 +510,11 @@ def test_real_claude_code_cli_gets_text_and_one_tool_round_trip(srv, tmp_path):
            "ANTHROPIC_DEFAULT_HAIKU_MODEL": model, "CLAUDE_CODE_SUBAGENT_MODEL": model,
            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_UPDATES": "1", "CLAUDE_CODE_MAX_RETRIES": "0"}
     before = len(srv.requests_logged())
-    out = subprocess.run([str(_cached_claude()), "-p", "hi"], env=env, capture_output=True, text=True, timeout=120,
+    out = subprocess.run([str(claude), "-p", "hi"], env=env, capture_output=True, text=True, timeout=120,
                          cwd=tmp_path)
     assert (out.returncode, out.stdout) == (0, "Hello from qwen3-coder:30b (ollama stand-in)\n"), out.stderr
     proof = tmp_path / "proof"
-    out = subprocess.run([str(_cached_claude()), "-p", f"Use the Bash tool to run `echo ok > {proof}`",
+    out = subprocess.run([str(claude), "-p", f"Use the Bash tool to run `echo ok > {proof}`",
                           "--allowedTools", "Bash"], env=env, capture_output=True, text=True, timeout=120,
                          cwd=tmp_path)
     assert out.returncode == 0, out.stderr
