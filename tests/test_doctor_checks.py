@@ -6,7 +6,7 @@ import base64
 import json
 
 from localcode.doctor import FAIL, PASS, SKIP, evaluate, html, memory, table
-from localcode.facts import MARK, HostHardware
+from localcode.facts import HostHardware
 from localcode.plan import plan_host
 from localcode.settings import validate_host_data
 from localcode.sizing import GiB

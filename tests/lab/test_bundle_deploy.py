@@ -17,7 +17,7 @@ from localcode.bundle_index import load_index
 from localcode.lab import fleet
 from localcode.lab.inventory import lab_bundle_dir
 
-from .conftest import REPO, Lab, lab_spec_file, q, start_lab
+from .conftest import REPO, Lab, lab_spec_file, start_lab
 from .deploy_helpers import changed_ops, deploy, write_inventory
 
 pytestmark = pytest.mark.lab
