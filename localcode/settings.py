@@ -48,12 +48,19 @@ def _check_env_value(value: str) -> str:
     return value
 
 
-def _check_url_template(value: str) -> str:
-    fields = set(re.findall(r"{([^{}]*)}", value))
-    if not re.fullmatch(r"https?://[^\s\"'`$;|&<>]+", value) or fields != {"version", "file"}:
-        raise ValueError("expected an http(s) URL template with {version} and {file}, e.g. "
-                         "https://github.com/ollama/ollama/releases/download/v{version}/{file}")
-    return value
+OLLAMA_RELEASES = "https://github.com/ollama/ollama/releases/download/v{version}/{file}"
+CLAUDE_RELEASES = "https://downloads.claude.ai/claude-code-releases/{version}/{file}"
+
+
+def url_template(example: str):
+    """A validator of release URL templates: http(s), exactly {version} and {file}."""
+    def check(value: str) -> str:
+        fields = set(re.findall(r"{([^{}]*)}", value))
+        if not re.fullmatch(r"https?://[^\s\"'`$;|&<>]+", value) or fields != {"version", "file"}:
+            raise ValueError(f"expected an http(s) URL template with {{version}} and {{file}}, e.g. {example}")
+        return value
+
+    return AfterValidator(check)
 
 
 class ModelParameters(BaseModel):
@@ -82,14 +89,6 @@ def _check_project_dir(value: str) -> str:
             or value.endswith("/..") or "//" in value:
         raise ValueError("expected an absolute directory path without '..', spaces or shell characters")
     return value.rstrip("/") or "/"
-
-
-def _check_claude_template(value: str) -> str:
-    fields = set(re.findall(r"{([^{}]*)}", value))
-    if not re.fullmatch(r"https?://[^\s\"'`$;|&<>]+", value) or fields != {"version", "file"}:
-        raise ValueError("expected an http(s) URL template with {version} and {file}, e.g. "
-                         "https://downloads.claude.ai/claude-code-releases/{version}/{file}")
-    return value
 
 
 def _check_mirror_url(value: str) -> str:
@@ -146,8 +145,7 @@ class HostConfig(BaseModel):
     # Claude Code.
     claude_version: VersionStr = "2.1.330"
     claude_install_method: Literal["native", "npm", "brew"] = "native"
-    claude_url_template: Annotated[str, AfterValidator(_check_claude_template)] = (
-        "https://downloads.claude.ai/claude-code-releases/{version}/{file}")
+    claude_url_template: Annotated[str, url_template(CLAUDE_RELEASES)] = CLAUDE_RELEASES
     claude_npm_registry: Annotated[str, Field(pattern=r"^https?://[A-Za-z0-9.:/_-]+$")] | None = None
     claude_alias: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")] = "claude-local"
     claude_local_profile: Annotated[str, Field(pattern=r"^\.[a-z][a-z0-9._-]{0,30}$")] = ".claude-local"
@@ -168,8 +166,7 @@ class HostConfig(BaseModel):
     ollama_version: VersionStr = "0.30.0"
     ollama_upgrade: bool = False
     ollama_downgrade: bool = False
-    ollama_url_template: Annotated[str, AfterValidator(_check_url_template)] = (
-        "https://github.com/ollama/ollama/releases/download/v{version}/{file}")
+    ollama_url_template: Annotated[str, url_template(OLLAMA_RELEASES)] = OLLAMA_RELEASES
     ollama_host: Annotated[str, AfterValidator(_check_host_port)] = "127.0.0.1:11434"
     ollama_allow_remote: bool = False
     ollama_keep_alive: Annotated[str, AfterValidator(_check_duration)] = "5m"
