@@ -254,18 +254,13 @@ def files_to_check(config: HostConfig, accounts: dict) -> tuple[dict[str, list[s
 
 
 def run(inventory_path: str, deep: bool = False) -> list[HostReport]:
-    from .facts import AccountsFact
     from .gather import connected, per_host, plans
 
     reports = []
     with connected(inventory_path) as (state, inventory, configs):
-        host_plans = plans(state, inventory, configs)
-        accounts = per_host(state, inventory, AccountsFact,
-                            lambda h: {"users": configs[h.name].developer_users})
-        wanted = {}
-        for host in inventory:
-            if host in accounts:
-                wanted[host.name] = files_to_check(configs[host.name], accounts[host])
+        host_plans = plans(state, inventory, configs)  # the hardware fact also reads the accounts
+        wanted = {name: files_to_check(configs[name], plan.facts.accounts)
+                  for name, plan in host_plans.items() if plan.facts is not None}
 
         def doctor_args(host):
             config, plan = configs[host.name], host_plans[host.name]

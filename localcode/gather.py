@@ -47,7 +47,7 @@ def per_host(state: State, inventory: Inventory, fact, kwargs_for) -> dict:
 
 
 def plans(state: State, inventory: Inventory, configs: dict[str, HostConfig]) -> dict[str, HostPlan]:
-    facts = per_host(state, inventory, HardwareFact, lambda host: {})
+    facts = per_host(state, inventory, HardwareFact, lambda host: {"users": configs[host.name].developer_users})
     out = {}
     for host in inventory:
         if host not in facts:
