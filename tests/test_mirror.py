@@ -46,11 +46,8 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _free_port() -> int:

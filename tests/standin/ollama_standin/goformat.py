@@ -108,24 +108,17 @@ def go_fmt_float(x: float) -> str:
     return _fmt_f(digits, dp, neg)
 
 
+# Escapes Go's JSON encoder and strconv.Quote share; each adds its own below.
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_JSON_ESCAPES = {**_ESCAPES, "\b": "\\b", "\f": "\\f"}
+
+
 def _go_str(s: str) -> str:
     out = ['"']
     for ch in s:
         o = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\b":
-            out.append("\\b")
-        elif ch == "\f":
-            out.append("\\f")
+        if ch in _JSON_ESCAPES:
+            out.append(_JSON_ESCAPES[ch])
         elif o < 0x20 or ch in "<>&" or o in (0x2028, 0x2029):
             out.append("\\u%04x" % o)
         elif 0xD800 <= o <= 0xDFFF:
@@ -259,16 +252,8 @@ def go_quote(s: str) -> str:
     out = ['"']
     for ch in s:
         o = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
         elif ch == "\a":
             out.append("\\a")
         elif ch == "\b":
