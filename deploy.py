@@ -24,8 +24,8 @@ config = onboarding.with_invoking_developer(config, sizing.facts.login)
 # The files we own or edit on this host (helpers, unit files, Modelfile, Claude Code's managed
 # settings, the developers' rc and settings files), observed in one round trip.
 owned = userfiles.observe(helpers.managed_paths() + ollama.managed_paths(sizing.facts.os)
-                          + models.managed_paths(sizing.decision) + claude.managed_paths(sizing.facts.os)
-                          + list(wiring.candidate_paths(config, sizing.facts.accounts)))
+                          + models.managed_paths(sizing.decision) + claude.managed_paths(sizing.facts.os),
+                          wiring.candidate_paths(config, sizing.facts.accounts), sizing.facts.os, sizing.facts.login)
 
 with host.arguments(**onboarding.system_arguments(sizing.facts.login)):
     # Our helper scripts (verified downloads, pulls with progress, atomic user-file writes).
@@ -44,4 +44,4 @@ with host.arguments(**onboarding.system_arguments(sizing.facts.login)):
 
     # 6. Wiring, per developer user: the alias in the login shell's rc file, project settings,
     #    and on air-gapped hosts plain `claude` on the local model.
-    wiring.wire(config, sizing.decision, sizing.facts.accounts, owned)
+    wiring.wire(config, sizing.decision, sizing.facts, owned)

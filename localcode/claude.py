@@ -162,11 +162,10 @@ def no_self_updates(os_name: str, owned: dict) -> None:
     precedence, for every user and profile); other keys there stay as they are."""
     path = MANAGED_SETTINGS[os_name]
     state = owned.get(path, MISSING)
-    before = state.text
     try:
-        text = set_json(before or "", ("env",), {"DISABLE_UPDATES": "1"})
+        text = set_json(state.text or "", ("env",), {"DISABLE_UPDATES": "1"})
     except JsonEditError as exc:
         failure(name="Claude Code managed settings", message=f"{path}: {exc}")
         return
-    write_text(name="Claude Code managed settings: no self-updates", path=path, text=text, before=before,
-               uid=0, gid=0, mode=state.mode or "644", why="DISABLE_UPDATES")
+    write_text(name="Claude Code managed settings: no self-updates", path=path, text=text, before=state,
+               why="DISABLE_UPDATES")

@@ -7,7 +7,6 @@ files. `--deep` also runs `claude -p` as each developer user."""
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -20,6 +19,7 @@ from .facts import MARK, _sections, parse_parameters
 from .plan import HostPlan
 from .settings import HostConfig
 from .shell import sh_quote
+from .userfiles import MISSING, FileState, FilesFact, parse_files, reader
 from .versions import effective_floor, known_issue_warnings
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
@@ -64,8 +64,8 @@ class DoctorFact(FactBase):
     def default(self) -> dict:
         return {}
 
-    def command(self, api: str, derived: str, paths: tuple[str, ...], users: tuple[str, ...],
-                deep_alias: str | None = None) -> str:
+    def command(self, api: str, derived: str, accounts: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...],
+                users: tuple[str, ...], deep_alias: str | None = None) -> str:
         url = f"http://{api}"
         port = api.rsplit(":", 1)[1]
         show = sh_quote(json.dumps({"model": derived}))
@@ -83,9 +83,7 @@ class DoctorFact(FactBase):
             f"-H 'anthropic-version: 2023-06-01' -d {sh_quote(smoke_body(derived))} {sh_quote(url + '/v1/messages')}",
             f"echo; echo {MARK}claude; claude --version 2>/dev/null",
         ]
-        for path in paths:
-            p = sh_quote(path)
-            parts.append(f"echo {MARK}file:{p}; if [ -f {p} ]; then base64 < {p}; else echo missing; fi")
+        parts.append(FilesFact().command(accounts=accounts))  # as each developer, like the deploy
         for user in users if deep_alias else ():
             cmd = sh_quote(f"{deep_alias} -p 'Say hi' --output-format json")
             parts.append(f"echo {MARK}deep:{sh_quote(user)}; su - {sh_quote(user)} -c {sh_quote('exec $SHELL -lic ' + cmd)} "
@@ -93,7 +91,7 @@ class DoctorFact(FactBase):
         return "; ".join(parts + ["true"])
 
     def process(self, output: list[str]) -> dict:
-        return _sections(output)
+        return {**_sections(output), "files": parse_files(output)}
 
 
 def _json(lines: list[str]) -> dict | None:
@@ -104,14 +102,8 @@ def _json(lines: list[str]) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def _file(sections: dict, path: str) -> str | None:
-    lines = sections.get(f"file:{path}", ["missing"])
-    if lines == ["missing"]:
-        return None
-    try:
-        return base64.b64decode("".join(lines)).decode()
-    except ValueError:
-        return None
+def _file(sections: dict, path: str) -> FileState:
+    return sections.get("files", {}).get(path, MISSING)
 
 
 def evaluate(host: str, config: HostConfig, plan: HostPlan, data: dict, checked_files: dict[str, list[str]],
@@ -187,7 +179,8 @@ def evaluate(host: str, config: HostConfig, plan: HostPlan, data: dict, checked_
               "" if claude == config.claude_version else "redeploy to install the pinned Claude Code"))
 
     for user, paths in alias_files.items():
-        found = [p for p in paths if config.claude_alias in (_file(data, p) or "") and "localcode" in (_file(data, p) or "")]
+        texts = {p: _file(data, p).text or "" for p in paths}
+        found = [p for p in paths if config.claude_alias in texts[p] and "localcode" in texts[p]]
         add(Check(f"alias {user}", PASS if found else FAIL,
                   f"{config.claude_alias} defined in {', '.join(found)}" if found else
                   f"{config.claude_alias} is in none of {', '.join(paths)}",
@@ -195,9 +188,10 @@ def evaluate(host: str, config: HostConfig, plan: HostPlan, data: dict, checked_
     for user, paths in checked_files.items():
         problems = []
         for path in paths:
-            text = _file(data, path)
+            state = _file(data, path)
+            text = state.text
             if text is None:
-                problems.append(f"{path} missing")
+                problems.append(f"{path} is {state.problem}" if state.problem else f"{path} missing")
                 continue
             try:
                 doc = json.loads(text)
@@ -265,9 +259,11 @@ def run(inventory_path: str, deep: bool = False) -> list[HostReport]:
         def doctor_args(host):
             config, plan = configs[host.name], host_plans[host.name]
             settings_files, rc_files = wanted.get(host.name, ({}, {}))
-            paths = tuple(p for group in (settings_files, rc_files) for ps in group.values() for p in ps)
+            facts = plan.facts
+            accounts = tuple((reader(facts.os, facts.login, user), tuple(settings_files.get(user, []) + paths))
+                             for user, paths in rc_files.items()) if facts else ()
             derived = plan.decision.name if plan.decision and plan.decision.name else "none"
-            return {"api": config.ollama_host, "derived": derived, "paths": paths,
+            return {"api": config.ollama_host, "derived": derived, "accounts": accounts,
                     "users": tuple(rc_files), "deep_alias": config.claude_alias if deep else None}
 
         gathered = per_host(state, inventory, DoctorFact, doctor_args)

@@ -14,13 +14,17 @@ from dataclasses import dataclass
 
 from pyinfra import host
 
-from .facts import Account, AccountsFact
+from .facts import Account, AccountsFact, HostHardware
 from .ollama import failure
 from .settings import ConfigError, HostConfig
+from .shell import as_account
 from .sizing import Decision
 from . import textedit
 from .textedit import MARKDOWN, JsonEditError, apply_block
-from .userfiles import MISSING, DirectoriesFact, FileState, FilesFact, write_text
+from .userfiles import MISSING, DirectoriesFact, FileState, editable, observe, write_text
+
+# The lowest uid of an ordinary (human) account: system accounts are never developer users.
+FIRST_UID = {"Linux": 1000, "Darwin": 501}
 
 TIERS = ("ANTHROPIC_DEFAULT_OPUS_MODEL", "ANTHROPIC_DEFAULT_SONNET_MODEL", "ANTHROPIC_DEFAULT_HAIKU_MODEL",
          "CLAUDE_CODE_SUBAGENT_MODEL")
@@ -71,8 +75,6 @@ class Edit:
     path: str
     text: str
     why: str
-    uid: int
-    gid: int
 
 
 def rc_paths(account: Account, existing: dict[str, FileState]) -> list[str]:
@@ -85,28 +87,30 @@ def rc_paths(account: Account, existing: dict[str, FileState]) -> list[str]:
     if shell == "fish":
         return [f"{home}/.config/fish/conf.d/localcode.fish"]
     if shell == "bash":
-        login = next((p for p in (f"{home}/.bash_profile", f"{home}/.bash_login") if existing.get(p, MISSING).text is not None),
+        login = next((p for p in (f"{home}/.bash_profile", f"{home}/.bash_login") if existing.get(p, MISSING).exists),
                      f"{home}/.profile")
         login_text = existing.get(login, MISSING).text or ""
         return [f"{home}/.bashrc"] + ([] if ".bashrc" in login_text else [login])
     return [f"{home}/.profile"]
 
 
-def candidate_paths(config: HostConfig, accounts: dict[str, Account | None]) -> tuple[str, ...]:
-    """Every file wiring may read, so they come back in one round trip."""
-    paths: list[str] = []
+def candidate_paths(config: HostConfig, accounts: dict[str, Account | None]) -> dict[str, list[str]]:
+    """Every file wiring may read, per developer (read as that developer), so they come back in
+    one round trip."""
+    per_user: dict[str, list[str]] = {}
     for name in config.developer_users:
         account = accounts.get(name)
         if account is None:
             continue
         home = account.home
+        paths = per_user.setdefault(name, [])
         paths += [f"{home}/.zshrc", f"{home}/.bashrc", f"{home}/.bash_profile", f"{home}/.bash_login",
                   f"{home}/.profile", f"{home}/.config/fish/conf.d/localcode.fish",
                   f"{home}/{config.claude_local_profile}/settings.json", f"{home}/.claude.json",
                   f"{home}/.claude/settings.json"]
         for project in config.claude_projects.get(name, ()):
             paths += [f"{project}/.claude/settings.json", f"{project}/.gitignore", f"{project}/CLAUDE.md"]
-    return tuple(paths)
+    return per_user
 
 
 def claude_md_section(config: HostConfig, decision: Decision) -> str:
@@ -127,7 +131,7 @@ def user_edits(config: HostConfig, decision: Decision, account: Account,
         return existing.get(path, MISSING).text or ""
 
     def add(path: str, new: str, why: str) -> None:
-        edits.append(Edit(path, new, why, account.uid, account.gid))
+        edits.append(Edit(path, new, why))
 
     def set_json(current: str, path: tuple[str, ...], values: dict, where: str) -> str:
         try:
@@ -169,27 +173,66 @@ def user_edits(config: HostConfig, decision: Decision, account: Account,
     return edits
 
 
-def wire(config: HostConfig, decision: Decision, known: dict[str, Account | None], observed: dict) -> None:
-    """Write every developer user's files (only those whose text changes). `observed` holds the
-    files already read with the host's other files (see `candidate_paths`)."""
+def account_problems(config: HostConfig, accounts: dict[str, Account | None], os_name: str) -> list[str]:
+    """Pure: why the developer users on this host cannot be wired (missing, or not ordinary
+    human accounts: a system account would hand root's deploy to whoever controls it)."""
+    problems = []
+    missing = [u for u in config.developer_users if accounts.get(u) is None]
+    if missing:
+        problems.append(f"{missing} do not exist")
+    floor = FIRST_UID.get(os_name, 1000)
+    system = [f"{a.name} (uid {a.uid})" for a in accounts.values()
+              if a is not None and a.name in config.developer_users and a.uid < floor]
+    if system:
+        problems.append(f"{system} are system accounts (developer users need uid >= {floor})")
+    odd_homes = [f"{a.name} ({a.home!r})" for a in accounts.values()
+                 if a is not None and a.name in config.developer_users
+                 and (not a.home.startswith("/") or a.home.rstrip("/") in ("", "/root", "/etc", "/usr", "/var"))]
+    if odd_homes:
+        problems.append(f"{odd_homes} have no home of their own")
+    return problems
+
+
+def project_problems(config: HostConfig, accounts: dict[str, Account | None], owners: dict[str, str]) -> list[str]:
+    """Pure: project directories must exist, be real directories (not links) and belong to
+    their developer (never another account's tree)."""
+    problems = []
+    for user, projects in config.claude_projects.items():
+        account = accounts.get(user)
+        for project in projects:
+            owner = owners.get(project)
+            if owner is None:
+                problems.append(f"{project} does not exist (localcode never creates project directories)")
+            elif owner == "link":
+                problems.append(f"{project} is a symbolic link (name the real directory)")
+            elif account is not None and int(owner) != account.uid:
+                problems.append(f"{project} belongs to uid {owner}, not to {user} (uid {account.uid})")
+    return problems
+
+
+def wire(config: HostConfig, decision: Decision, facts: HostHardware, observed: dict) -> None:
+    """Write every developer user's files (only those whose text changes), each as that
+    developer. `observed` holds the files already read with the host's other files (see
+    `candidate_paths`)."""
     if decision.model is None:
         host.noop(f"Claude Code wiring skipped: no local model ({decision.reason})")
         return
-    accounts = dict(known)
+    accounts = dict(facts.accounts)
     if any(u not in accounts for u in config.developer_users):  # the onboarding developer, found late
         accounts = host.get_fact(AccountsFact, users=config.developer_users)
-    missing = [u for u in config.developer_users if accounts.get(u) is None]
-    if missing:  # a data error: stop the whole run before any host is changed
+    problems = account_problems(config, accounts, facts.os)
+    if problems:  # a data error: stop the whole run before any host is changed
         raise ConfigError(f"invalid data for host {host.name}:\n  developer_users = "
-                          f"{list(config.developer_users)!r}: {missing} do not exist on {host.name}\nno host was changed.")
+                          f"{list(config.developer_users)!r}: {'; '.join(problems)} on {host.name}\nno host was changed.")
     projects = tuple(p for ps in config.claude_projects.values() for p in ps)
-    absent = sorted(set(projects) - host.get_fact(DirectoriesFact, paths=projects)) if projects else []
-    if absent:
+    owners = host.get_fact(DirectoriesFact, paths=projects) if projects else {}
+    problems = project_problems(config, accounts, owners)
+    if problems:
         raise ConfigError(f"invalid data for host {host.name}:\n  claude_projects = {dict(config.claude_projects)!r}: "
-                          f"{absent} do not exist on {host.name} (localcode never creates project "
-                          f"directories)\nno host was changed.")
-    paths = candidate_paths(config, accounts)
-    existing = observed if all(p in observed for p in paths) else host.get_fact(FilesFact, paths=paths)
+                          f"{'; '.join(problems)} on {host.name}\nno host was changed.")
+    per_user = candidate_paths(config, accounts)
+    wanted = [p for ps in per_user.values() for p in ps]
+    existing = observed if all(p in observed for p in wanted) else observe([], per_user, facts.os, facts.login)
     for name in config.developer_users:
         account = accounts[name]
         try:
@@ -197,8 +240,13 @@ def wire(config: HostConfig, decision: Decision, known: dict[str, Account | None
         except JsonEditError as exc:
             failure(name=f"Claude Code settings of {name}", message=f"{name}: {exc}")
             continue
+        roots = (account.home, *config.claude_projects.get(name, ()))
         for edit in edits:
             before = existing.get(edit.path, MISSING)
-            private = edit.path.endswith("/.claude.json")  # holds account state: owner only
-            write_text(name=f"{name}: {edit.why}", path=edit.path, text=edit.text, before=before.text,
-                       uid=edit.uid, gid=edit.gid, mode=before.mode or ("600" if private else "644"), why=edit.why)
+            refusal = editable(before, account.uid, roots)
+            if refusal:
+                failure(name=f"{name}: {edit.why}", message=f"{host.name}: user {name}: {edit.path} {refusal}: "
+                                                            f"refusing to edit it; fix or remove it, then re-run")
+                continue
+            write_text(name=f"{name}: {edit.why}", path=edit.path, text=edit.text, before=before, why=edit.why,
+                       run_as=tuple(as_account(facts.os, name)))

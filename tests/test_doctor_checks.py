@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 
 from localcode.doctor import FAIL, PASS, SKIP, evaluate, html, memory, table
@@ -10,6 +9,7 @@ from localcode.facts import HostHardware
 from localcode.plan import plan_host
 from localcode.settings import validate_host_data
 from localcode.sizing import GiB
+from localcode.userfiles import FileState
 
 CONFIG = validate_host_data("ws", {"developer_users": ["dev"]})
 PLAN = plan_host("ws", CONFIG, HostHardware("Linux", "x86_64", 64 * GiB, login="root"))
@@ -18,8 +18,10 @@ SETTINGS = "/home/dev/.claude-local/settings.json"
 RC = "/home/dev/.bashrc"
 
 
-def b64(text: str) -> list[str]:
-    return [base64.b64encode(text.encode()).decode()]
+def files(**texts: str) -> dict[str, FileState]:
+    return {SETTINGS: FileState(texts.get("settings", json.dumps({"model": D.name})), "644", 1000, 1000),
+            RC: FileState(texts.get("rc", "# >>> localcode >>>\nalias claude-local='env claude'\n"
+                                          "# <<< localcode <<<\n"), "644", 1000, 1000)}
 
 
 def healthy() -> dict:
@@ -32,8 +34,7 @@ def healthy() -> dict:
         "env": [f"OLLAMA_HOST=127.0.0.1:11434 OLLAMA_KV_CACHE_TYPE={D.kv_cache_type}" if D.kv_cache_type != "f16"
                 else "OLLAMA_HOST=127.0.0.1:11434"],
         "smoke": smoke.splitlines(), "claude": ["2.1.330 (Claude Code)"],
-        f"file:{SETTINGS}": b64(json.dumps({"model": D.name})),
-        f"file:{RC}": b64("# >>> localcode >>>\nalias claude-local='env claude'\n# <<< localcode <<<\n"),
+        "files": files(),
     }
 
 
@@ -61,8 +62,8 @@ def test_each_breakage_fails_exactly_its_check():
         "context": {"show": [json.dumps({"parameters": "num_ctx                        4096"})]},
         "tool call": {"smoke": ['data: {"type":"content_block_start","content_block":{"type":"text","text":"{}"}}']},
         "claude": {"claude": []},
-        "alias dev": {f"file:{RC}": b64("export A=1\n")},
-        "settings dev": {f"file:{SETTINGS}": b64("{broken")},
+        "alias dev": {"files": files(rc="export A=1\n")},
+        "settings dev": {"files": files(settings="{broken")},
     }
     for check, change in cases.items():
         report = run({**healthy(), **change})
