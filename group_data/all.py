@@ -41,7 +41,10 @@ ollama_url_template = "https://github.com/ollama/ollama/releases/download/v{vers
 ollama_host = "127.0.0.1:11434"  # loopback: the API has no authentication
 ollama_allow_remote = False      # must be True for an ollama_host beyond loopback
 ollama_keep_alive = "5m"         # OLLAMA_KEEP_ALIVE
-ollama_environment = {}          # more server variables, e.g. {"HTTPS_PROXY": "http://proxy:3128"}
+# More server variables, e.g. {"CUDA_VISIBLE_DEVICES": "0", "HTTPS_PROXY": "http://proxy:3128"}: only
+# Ollama's own tuning, GPU selection and proxy variables (listed in localcode/settings.py, each
+# value checked); loader, PATH/HOME, OLLAMA_ORIGINS and the keys above are refused with a reason.
+ollama_environment = {}
 
 # --- Models ---------------------------------------------------------------------------------
 # PARAMETERs of the derived model besides num_ctx (which the sizing sets), e.g.

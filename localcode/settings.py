@@ -5,47 +5,95 @@ expected."""
 from __future__ import annotations
 
 import difflib
+import ipaddress
 from pathlib import Path
 import re
 import weakref
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Callable, Literal
 
 from packaging.version import Version
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import InitErrorDetails
 from pyinfra.api.exceptions import PyinfraError
 
 from .catalog import Catalog, CatalogEntry, ModelTag, VersionStr, effective_catalog
 from .sizing import MiB, GiB, Override, Policy
 
+# Accounts that services run as (Debian, Red Hat, macOS without its '_' prefix, Ollama's own):
+# wiring writes shell files and settings as the user, so it must be a person. Hosts also check
+# the uid; this list catches the usual names before any host is touched.
+SYSTEM_ACCOUNTS = frozenset({
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "www-data",
+    "backup", "list", "irc", "gnats", "nobody", "nfsnobody", "adm", "halt", "shutdown", "operator", "ftp",
+    "messagebus", "dbus", "sshd", "syslog", "uuidd", "tcpdump", "tss", "dnsmasq", "avahi", "colord", "polkitd",
+    "rtkit", "pulse", "geoclue", "usbmux", "lightdm", "gdm", "chrony", "postfix", "sssd", "rpc", "rpcuser",
+    "nginx", "apache", "mysql", "postgres", "redis", "ollama",
+})
+# macOS service accounts (_www, _spotlight, ...), Debian's (_apt, _chrony), systemd's dynamic ones.
+SYSTEM_ACCOUNT_PREFIXES = ("_", "systemd-")
+
+
 def _check_user_name(value: str) -> str:
     if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value):
         raise ValueError("expected a POSIX login name (lowercase letters, digits, '_', '-'; at most 32)")
+    if value in SYSTEM_ACCOUNTS or value.startswith(SYSTEM_ACCOUNT_PREFIXES):
+        raise ValueError("a system account that services run as, not a developer's login")
     return value
 
 
 UserName = Annotated[str, AfterValidator(_check_user_name)]
-LOOPBACK = ("127.", "localhost", "[::1]", "::1")
-# Server variables we set from their own keys; ollama_environment may not override them.
-MANAGED_OLLAMA_ENV = {"OLLAMA_HOST", "OLLAMA_KEEP_ALIVE", "OLLAMA_NUM_PARALLEL", "OLLAMA_FLASH_ATTENTION",
-                      "OLLAMA_KV_CACHE_TYPE", "OLLAMA_NO_CLOUD"}
 
 
 def _check_host_port(value: str) -> str:
-    if not re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}", value) or int(value.rsplit(":", 1)[1]) > 65535:
+    match = re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})", value)
+    if not match or not 1 <= int(match[2]) <= 65535:
         raise ValueError("expected host:port, e.g. 127.0.0.1:11434")
     return value
 
 
+def is_loopback(host_port: str) -> bool:
+    """A literal 127.0.0.0/8 address, [::1] or exactly localhost: any other name (localhost.lan)
+    is resolved through DNS and may bind Ollama's unauthenticated API anywhere."""
+    host = host_port.rsplit(":", 1)[0]
+    if host == "localhost":
+        return True
+    try:
+        if host.startswith("["):
+            return ipaddress.IPv6Address(host[1:-1]).is_loopback
+        return ipaddress.IPv4Address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _check_duration(value: str) -> str:
-    if not re.fullmatch(r"-1|0|(\d+(ms|s|m|h))+", value):
+    if not re.fullmatch(r"-1|0|(\d{1,6}(ms|s|m|h))+", value):
         raise ValueError("expected a Go duration like 5m, 1h30m, 0 or -1 (keep loaded forever)")
     return value
 
 
-def _check_env_value(value: str) -> str:
-    if re.search(r'["\\\n\r$`]', value):
-        raise ValueError("expected a plain value without quotes, backslashes, '$', '`' or newlines")
+def _check_plain(value: str) -> str:
+    """Values written into unit files, plists and Modelfiles: one printable line that no quoting
+    rule of theirs treats specially."""
+    if not value.isprintable() or re.search(r'["\\$`]', value) or len(value) > 1024:
+        raise ValueError("expected one line of printable text (at most 1024 characters) without quotes, "
+                         "backslashes, '$' or '`'")
     return value
+
+
+CREDENTIALS_REFUSED = ("credentials in a URL are refused (they would show in logs and on every host); "
+                       "put them in a netrc file, .npmrc or the mirror's own configuration")
+
+
+def _check_no_credentials(value: str) -> str:
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@", value):
+        raise ValueError(CREDENTIALS_REFUSED)
+    return value
+
+
+def redact_credentials(text: str) -> str:
+    """Hide the userinfo of URLs (and proxy-style user:password@host) in messages we print."""
+    text = re.sub(r"(://)[^\s/?#@'\"]+@", r"\1***@", text)
+    return re.sub(r"(?<![\w.%+~-])([\w.%+~-]+):[^\s/@'\"]+@", r"\1:***@", text)
 
 
 OLLAMA_RELEASES = "https://github.com/ollama/ollama/releases/download/v{version}/{file}"
@@ -55,12 +103,16 @@ CLAUDE_RELEASES = "https://downloads.claude.ai/claude-code-releases/{version}/{f
 def url_template(example: str):
     """A validator of release URL templates: http(s), exactly {version} and {file}."""
     def check(value: str) -> str:
+        _check_no_credentials(value)
         fields = set(re.findall(r"{([^{}]*)}", value))
         if not re.fullmatch(r"https?://[^\s\"'`$;|&<>]+", value) or fields != {"version", "file"}:
             raise ValueError(f"expected an http(s) URL template with {{version}} and {{file}}, e.g. {example}")
         return value
 
     return AfterValidator(check)
+
+
+ModelfileString = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_check_plain)]
 
 
 class ModelParameters(BaseModel):
@@ -76,31 +128,217 @@ class ModelParameters(BaseModel):
     repeat_last_n: int | None = Field(default=None, ge=-1, le=1048576)
     presence_penalty: float | None = Field(default=None, ge=-5, le=5)
     frequency_penalty: float | None = Field(default=None, ge=-5, le=5)
-    seed: int | None = None
-    num_predict: int | None = Field(default=None, ge=-2)
-    stop: tuple[Annotated[str, AfterValidator(_check_env_value)], ...] | None = None
+    seed: int | None = Field(default=None, ge=-1, le=2**31 - 1)
+    num_predict: int | None = Field(default=None, ge=-2, le=1048576)
+    stop: Annotated[tuple[ModelfileString, ...], Field(max_length=16)] | None = None
 
     def items(self):
         return [(k, v) for k, v in self.model_dump().items() if v is not None]
 
 
-def _check_project_dir(value: str) -> str:
-    if not value.startswith("/") or not re.fullmatch(r"[A-Za-z0-9._/@+-]+", value) or "/../" in value + "/" \
-            or value.endswith("/..") or "//" in value:
-        raise ValueError("expected an absolute directory path without '..', spaces or shell characters")
+def _check_absolute_dir(value: str) -> str:
+    """Absolute and normalized (so that equal directories compare equal as strings), without
+    characters a shell or a unit file would interpret."""
+    if not value.startswith("/") or not re.fullmatch(r"[A-Za-z0-9._/@+-]+", value) or "//" in value \
+            or any(part in (".", "..") for part in value.split("/")):
+        raise ValueError("expected an absolute directory path in normal form (without '..', '.', '//', spaces "
+                         "or shell characters)")
     return value.rstrip("/") or "/"
 
 
+# Trees that are never a developer's project or a model store, with why; the longest matching
+# tree decides, so None marks an ordinary place inside a system tree.
+SYSTEM_TREES: dict[str, str | None] = {
+    "/etc": "holds the system's configuration",
+    **dict.fromkeys(("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"),
+                    "holds installed system software"),
+    "/boot": "holds the boot loader and kernels",
+    **dict.fromkeys(("/dev", "/proc", "/sys"), "is a kernel file system"),
+    "/run": "holds services' runtime state",
+    "/root": "is the root account's home",
+    "/var": "holds system state (logs, spools, databases, web roots)",
+    "/var/home": None,        # the homes of image-based systems (Fedora Silverblue, Kinoite, ...)
+    "/var/lib/ollama": None,  # the Ollama data directory of distribution packages
+    **dict.fromkeys(("/tmp", "/var/tmp", "/Users/Shared"),
+                    "is world-writable: any local user can create or replace a directory there first"),
+    "/snap": "holds snap packages",
+    "/nix": "is the Nix store",
+    "/opt/homebrew": "holds Homebrew's installed software",
+    "/System": "holds macOS system files",
+    "/Library": "holds macOS system-wide settings and support files",
+    "/Applications": "holds installed applications",
+    "/private": "holds macOS system state (the real /etc, /var and /tmp)",
+}
+HOME_ROOTS = ("/home", "/Users", "/var/home")
+
+
+def system_path_reason(path: str) -> str | None:
+    """Why a normalized absolute path is no place for a developer's files or the model store."""
+    if path == "/":
+        return "the root directory: name a directory beneath it"
+    tree = max((t for t in SYSTEM_TREES if path == t or path.startswith(t + "/")), key=len, default=None)
+    if tree is not None and SYSTEM_TREES[tree] is not None:
+        return f"a system path ({tree} {SYSTEM_TREES[tree]})"
+    parent = path.rsplit("/", 1)[0] or "/"
+    if parent == "/" or path in HOME_ROOTS:
+        return "a directory shared by the whole machine: name a directory beneath it"
+    if parent in HOME_ROOTS:
+        return "a whole home directory: name a directory beneath it"
+    return None
+
+
+def _check_own_dir(value: str) -> str:
+    """A project directory or the model store: a normalized path outside every system tree."""
+    path = _check_absolute_dir(value)
+    reason = system_path_reason(path)
+    if reason:
+        raise ValueError(reason)
+    return path
+
+
 def _check_mirror_url(value: str) -> str:
+    _check_no_credentials(value)
     if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~/-]*)?", value):
         raise ValueError("expected an http(s) base URL like http://mirror.internal/localcode (no query, no spaces)")
     return value.rstrip("/")
 
 
-ProjectDir = Annotated[str, AfterValidator(_check_project_dir)]
+def _check_registry_url(value: str) -> str:
+    _check_no_credentials(value)
+    if not re.fullmatch(r"https?://[A-Za-z0-9.:/_-]+", value):
+        raise ValueError("expected an http(s) registry URL like https://registry.npmjs.org/")
+    return value
+
+
+def _matching(pattern: str, expected: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if not re.fullmatch(pattern, value):
+            raise ValueError(expected)
+        return value
+
+    return check
+
+
+def _whole_number(low: int, high: int) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if not re.fullmatch(r"\d{1,15}", value) or not low <= int(value) <= high:
+            raise ValueError(f"expected a whole number from {low} to {high}")
+        return value
+
+    return check
+
+
+def _check_proxy_url(value: str) -> str:
+    if "@" in value:  # Go also reads user:password@proxy without a scheme
+        raise ValueError(CREDENTIALS_REFUSED)
+    if not re.fullmatch(r"((https?|socks5h?)://)?[A-Za-z0-9.-]+(:\d{1,5})?/?", value):
+        raise ValueError("expected a proxy URL like http://proxy.internal:3128")
+    return value
+
+
+_BOOLEAN = _matching(r"1|0|t|f|T|F|true|false|True|False|TRUE|FALSE", "expected 1, 0, true or false")
+_DEVICES = _matching(r"[A-Za-z0-9-]{1,64}(,[A-Za-z0-9-]{1,64}){0,63}",
+                     "expected GPU indexes or UUIDs separated by commas, e.g. 0,1 or GPU-4f5e...")
+# The server variables of Ollama's envconfig that ollama_environment may set, each with its format.
+OLLAMA_ENV_FORMATS: dict[str, Callable[[str], str]] = {
+    "OLLAMA_MODELS": _check_own_dir,
+    "OLLAMA_CONTEXT_LENGTH": _whole_number(0, 1048576),
+    "OLLAMA_MAX_LOADED_MODELS": _whole_number(0, 64),
+    "OLLAMA_MAX_QUEUE": _whole_number(1, 65536),
+    "OLLAMA_GPU_OVERHEAD": _whole_number(0, 2**40),
+    "OLLAMA_LOAD_TIMEOUT": _check_duration,
+    "OLLAMA_SCHED_SPREAD": _BOOLEAN,
+    "OLLAMA_NOPRUNE": _BOOLEAN,
+    "OLLAMA_NEW_ENGINE": _BOOLEAN,
+    "OLLAMA_VULKAN": _BOOLEAN,
+    "OLLAMA_DEBUG": _matching(r"1|0|2|true|false", "expected 0, 1 (debug), 2 (trace), true or false"),
+    "OLLAMA_LLM_LIBRARY": _matching(r"[a-z0-9_]{1,32}", "expected a runner library name like cpu_avx2 or cuda_v12"),
+    "CUDA_VISIBLE_DEVICES": _DEVICES,
+    "HIP_VISIBLE_DEVICES": _DEVICES,
+    "ROCR_VISIBLE_DEVICES": _DEVICES,
+    "GPU_DEVICE_ORDINAL": _DEVICES,
+    "GGML_VK_VISIBLE_DEVICES": _DEVICES,
+    "HSA_OVERRIDE_GFX_VERSION": _matching(r"\d{1,2}\.\d{1,2}\.\d{1,2}", "expected a gfx version like 10.3.0"),
+    "HTTPS_PROXY": _check_proxy_url,
+    "HTTP_PROXY": _check_proxy_url,
+    "NO_PROXY": _matching(r"[A-Za-z0-9.*:/\[\]-]{1,255}(,[A-Za-z0-9.*:/\[\]-]{1,255}){0,63}",
+                          "expected hosts, domains or CIDRs separated by commas"),
+}
+# Why the server variables people reach for are refused (any other name is refused too).
+OLLAMA_ENV_REFUSED: dict[str, str] = {
+    "OLLAMA_HOST": "set from its own key ollama_host (which keeps the API on loopback)",
+    "OLLAMA_KEEP_ALIVE": "set from its own key ollama_keep_alive",
+    "OLLAMA_NUM_PARALLEL": "set from its own key num_parallel (the sizing multiplies the KV cache by it)",
+    "OLLAMA_FLASH_ATTENTION": "set from the sizing (choose the KV cache with kv_cache_type)",
+    "OLLAMA_KV_CACHE_TYPE": "set from the sizing (choose it with kv_cache_type)",
+    "OLLAMA_NO_CLOUD": "set from its own key network (air-gapped hosts get OLLAMA_NO_CLOUD=1)",
+    "OLLAMA_ORIGINS": "lets web pages in any browser on the machine call the API (cross-origin requests)",
+    "OLLAMA_REMOTES": "lets the server forward requests to other hosts",
+    "OLLAMA_LIBRARY_PATH": "makes the server load its GPU libraries (code) from that directory",
+    "OLLAMA_RUNNERS_DIR": "makes the server run its runners (code) from that directory",
+    "OLLAMA_DEBUG_LOG_REQUESTS": "writes every request (the developer's code) to a temporary directory",
+    "PATH": "decides which programs the server runs",
+    "HOME": "moves the server's home (its key pair and default model store)",
+    "SSL_CERT_FILE": "replaces the certificate authorities the server trusts for downloads",
+    "SSL_CERT_DIR": "replaces the certificate authorities the server trusts for downloads",
+}
+OLLAMA_ENV_REFUSED_PREFIXES: dict[str, str] = {
+    "LD_": "read by the dynamic loader: it would load other code into the server",
+    "DYLD_": "read by macOS's dynamic loader: it would load other code into the server",
+}
+
+
+def check_server_variable(name: str, value: str) -> str:
+    """One ollama_environment entry, normalized; the ValueError says why it is refused."""
+    refused = OLLAMA_ENV_REFUSED.get(name) or next(
+        (why for prefix, why in OLLAMA_ENV_REFUSED_PREFIXES.items() if name.startswith(prefix)), None)
+    if refused:
+        raise ValueError(f"refused: {refused}")
+    if name not in OLLAMA_ENV_FORMATS:
+        raise ValueError(f"not a server variable localcode lets you set; allowed: "
+                         f"{', '.join(sorted(OLLAMA_ENV_FORMATS))}")
+    return OLLAMA_ENV_FORMATS[name](_check_plain(value))
+
+
+# A bad item of a collection: (its location inside the key, its value, why).
+ItemProblem = tuple[tuple[str | int, ...], Any, str]
+
+
+def _refuse_items(title: str, problems: list[ItemProblem]) -> None:
+    """Report each bad item of a collection under its own key (key.item = value: why)."""
+    if problems:
+        raise ValidationError.from_exception_data(title, [
+            InitErrorDetails(type="value_error", loc=loc, input=value, ctx={"error": why})
+            for loc, value, why in problems])
+
+
+def _shared_project_problems(projects: dict[str, tuple[str, ...]]) -> list[ItemProblem]:
+    """A project directory belongs to one developer: the same directory for two users, or one
+    inside another user's, would let one developer's settings land in the other's tree."""
+    problems: list[ItemProblem] = []
+    seen: list[tuple[str, str]] = []
+    for user, dirs in projects.items():
+        for index, path in enumerate(dirs):
+            for other, earlier in seen:
+                if path == earlier:
+                    why = "listed twice" if other == user else f"also a project directory of {other}"
+                elif other == user:
+                    continue
+                elif path.startswith(earlier + "/"):
+                    why = f"inside {other}'s project directory {earlier}"
+                elif earlier.startswith(path + "/"):
+                    why = f"contains {other}'s project directory {earlier}"
+                else:
+                    continue
+                problems.append(((user, index), path, why))
+                break
+            seen.append((user, path))
+    return problems
+
+
+OwnDir = Annotated[str, AfterValidator(_check_own_dir)]
+AbsoluteDir = Annotated[str, AfterValidator(_check_absolute_dir)]
 Source = Literal["internet", "bundle", "mirror"]
-EnvName = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]*$")]
-EnvValue = Annotated[str, AfterValidator(_check_env_value)]
 # Data keys that belong to pyinfra itself (connectors, global arguments), not to us.
 PYINFRA_KEY_PREFIXES = ("ssh_", "fake_", "local_", "chroot_", "docker_", "podman_", "winrm_", "vagrant_",
                         "terraform_", "dockerssh_", "_")
@@ -146,10 +384,10 @@ class HostConfig(BaseModel):
     claude_version: VersionStr = "2.1.330"
     claude_install_method: Literal["native", "npm", "brew"] = "native"
     claude_url_template: Annotated[str, url_template(CLAUDE_RELEASES)] = CLAUDE_RELEASES
-    claude_npm_registry: Annotated[str, Field(pattern=r"^https?://[A-Za-z0-9.:/_-]+$")] | None = None
+    claude_npm_registry: Annotated[str, AfterValidator(_check_registry_url)] | None = None
     claude_alias: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")] = "claude-local"
     claude_local_profile: Annotated[str, Field(pattern=r"^\.[a-z][a-z0-9._-]{0,30}$")] = ".claude-local"
-    claude_projects: dict[UserName, tuple[ProjectDir, ...]] = {}
+    claude_projects: dict[UserName, tuple[OwnDir, ...]] = {}
     claude_project_gitignore: bool = False
     claude_project_claude_md: bool = False
 
@@ -158,7 +396,7 @@ class HostConfig(BaseModel):
     ollama_source: Source = "internet"
     claude_source: Source = "internet"
     model_source: Source = "internet"
-    bundle_dir: ProjectDir | None = None
+    bundle_dir: AbsoluteDir | None = None
     mirror_url: Annotated[str, AfterValidator(_check_mirror_url)] | None = None
 
     # Ollama versions.
@@ -170,7 +408,34 @@ class HostConfig(BaseModel):
     ollama_host: Annotated[str, AfterValidator(_check_host_port)] = "127.0.0.1:11434"
     ollama_allow_remote: bool = False
     ollama_keep_alive: Annotated[str, AfterValidator(_check_duration)] = "5m"
-    ollama_environment: dict[EnvName, EnvValue] = {}
+    ollama_environment: dict[str, str] = {}
+
+    @field_validator("developer_users")
+    @classmethod
+    def _distinct_users(cls, users: tuple[str, ...]) -> tuple[str, ...]:
+        twice = sorted({u for u in users if users.count(u) > 1})
+        if twice:
+            raise ValueError(f"{twice} listed more than once")
+        return users
+
+    @field_validator("claude_projects")
+    @classmethod
+    def _one_owner_per_project(cls, projects: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        _refuse_items("claude_projects", _shared_project_problems(projects))
+        return projects
+
+    @field_validator("ollama_environment")
+    @classmethod
+    def _allowed_server_variables(cls, env: dict[str, str]) -> dict[str, str]:
+        checked: dict[str, str] = {}
+        problems: list[ItemProblem] = []
+        for name, value in env.items():
+            try:
+                checked[name] = check_server_variable(name, value)
+            except ValueError as exc:
+                problems.append(((name,), value, str(exc)))
+        _refuse_items("ollama_environment", problems)
+        return checked
 
     def catalog(self) -> Catalog:
         return effective_catalog(self.extra_models, self.model_preferences)
@@ -202,7 +467,7 @@ def validate_host_data(host_name: str, data: dict[str, Any], for_deploy: bool = 
         raise ConfigError(format_errors(host_name, exc)) from None
     problems = _cross_check(config, for_deploy)
     if problems:
-        raise ConfigError("\n".join([f"invalid data for host {host_name}:", *problems]))
+        raise ConfigError(redact_credentials("\n".join([f"invalid data for host {host_name}:", *problems])))
     return config
 
 
@@ -216,13 +481,10 @@ def _cross_check(config: HostConfig, for_deploy: bool) -> list[str]:
     if config.model is not None and config.model not in known:
         problems.append(f"  model = {config.model!r}: not in the catalog; expected one of {sorted(known)} "
                         f"or a model added under extra_models")
-    if not config.ollama_host.startswith(LOOPBACK) and not config.ollama_allow_remote:
+    if not is_loopback(config.ollama_host) and not config.ollama_allow_remote:
         problems.append(f"  ollama_host = {config.ollama_host!r}: binds Ollama's unauthenticated API beyond "
-                        f"loopback; set ollama_allow_remote = True for this host if that is intended")
-    managed = sorted(MANAGED_OLLAMA_ENV & set(config.ollama_environment))
-    if managed:
-        problems.append(f"  ollama_environment = {config.ollama_environment!r}: {managed} are set from their own "
-                        f"keys (ollama_host, ollama_keep_alive, num_parallel, sizing, network)")
+                        f"loopback (127.x.x.x, [::1] or localhost); set ollama_allow_remote = True for this host "
+                        f"if that is intended")
     sources = {"ollama_source": config.ollama_source, "claude_source": config.claude_source,
                "model_source": config.model_source}
     if "bundle" in sources.values():
@@ -250,16 +512,17 @@ def _cross_check(config: HostConfig, for_deploy: bool) -> list[str]:
 
 
 def format_errors(host_name: str, exc: ValidationError) -> str:
+    """One line per error: key, value (credentials in it hidden) and what was expected."""
     lines = [f"invalid data for host {host_name}:"]
     for err in exc.errors():
-        loc = [str(p) for p in err["loc"]]
+        loc = [str(p) for p in err["loc"] if p != "[key]"]
         key = ".".join(loc) or "(host data)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             close = difflib.get_close_matches(loc[0], HostConfig.model_fields, n=1)
             msg = "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
         value = err.get("input")
-        shown = f" = {value!r}" if loc and not isinstance(value, dict) else ""
+        shown = f" = {redact_credentials(repr(value))}" if loc and not isinstance(value, dict) else ""
         lines.append(f"  {key}{shown}: {msg}")
     return "\n".join(lines)
 

@@ -7,7 +7,7 @@ import pytest
 
 from localcode.settings import ConfigError, validate_host_data
 
-from .bad_inputs.corpus import CASES, ON_HOST
+from .bad_inputs.corpus import CASES, ON_HOST, SECRET
 
 
 def test_corpus_is_large_and_distinct():
@@ -21,3 +21,4 @@ def test_bad_input_is_refused_with_host_and_key(case, data, expected):
     with pytest.raises(ConfigError) as info:
         validate_host_data("ws-dana", {"developer_users": ["dev"], **data})
     assert "host ws-dana" in str(info.value) and expected in str(info.value), str(info.value)
+    assert SECRET not in str(info.value)
