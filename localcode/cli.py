@@ -94,15 +94,19 @@ def _plan(args: argparse.Namespace) -> int:
 def _bundle(args: argparse.Namespace) -> int:
     from .bundle import BundleError, Sources, build
     from .gather import gather_plans
-    from .settings import HostConfig
+    from .settings import ConfigError, HostConfig
 
     defaults = HostConfig()
     models = list(args.model)
     if args.inventory:
-        plans = gather_plans(args.inventory)
-        unreachable = [p.host for p in plans if p.error]
-        if unreachable:
-            print(f"warning: no sizing for {unreachable}; add their models with --model", file=sys.stderr)
+        try:
+            plans = gather_plans(args.inventory)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        for failed in (p for p in plans if p.error):
+            print(f"warning: no sizing for {failed.host} ({failed.error}); add its model with --model",
+                  file=sys.stderr)
         models += [p.decision.model for p in plans if p.decision and p.decision.model]
     if not models:
         print("error: no models: give --inventory and/or --model", file=sys.stderr)

@@ -1,11 +1,12 @@
 """Facts: each gathers what belongs together in one remote command (one SSH round trip) and
 parses it into a typed value. Output that cannot be parsed fails that host only
-(FactProcessError, raw output in the message)."""
+(FactProcessError), its message carrying a short sanitized excerpt, never the raw output."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +14,7 @@ from pyinfra.api import FactBase
 from pyinfra.api.exceptions import FactProcessError
 
 from .shell import sh_quote
-from .sizing import Gpu, Hardware, MiB
+from .sizing import GiB, Gpu, Hardware, MiB
 
 MARK = "::localcode::"
 
@@ -30,9 +31,90 @@ def _sections(lines: list[str]) -> dict[str, list[str]]:
     return sections
 
 
-def _fail(fact: str, why: str, lines: list[str]) -> FactProcessError:
-    raw = "\n".join(lines)
-    return FactProcessError(f"{fact}: {why}; raw output:\n{raw}")
+def _excerpt(text: str, limit: int = 80) -> str:
+    """What an error message may quote of a host's output: printable ASCII (anything else
+    becomes `?`), at most `limit` characters. Never the whole output: it may hold private data."""
+    clean = "".join(c if " " <= c <= "~" else "?" for c in text.strip())
+    return clean if len(clean) <= limit else clean[:limit - 3] + "..."
+
+
+def _fail(fact: str, why: str, excerpt: str | None = None) -> FactProcessError:
+    """This host's fact failed: a short reason and, where one helps, the offending output cut
+    to a sanitized excerpt."""
+    message = f"{fact}: {_excerpt(why, 200)}"
+    if excerpt:
+        message += f": {_excerpt(excerpt)!r}"
+    return FactProcessError(message)
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A fact whose output could not be parsed, with the reason (the tool and a short excerpt)."""
+
+    message: str
+
+
+# Sane ranges: outside them the number is garbage, not hardware.
+GPU_RANGE = (256 * MiB, 1024 * GiB)
+RAM_RANGE = (1 * GiB, 64 * 1024 * GiB)
+# A GPU tool's output is cut at this many bytes on the host (ample for 64 GPUs) and every byte
+# outside printable ASCII becomes DEL there, so nothing reaches the control side that cannot be
+# decoded (pyinfra's readers decode UTF-8 strictly and drop the rest of the output).
+TOOL_OUTPUT_LIMIT = 64 * 1024
+ASCII_ONLY = "LC_ALL=C tr -c '\\11\\12\\40-\\176' '\\177'"
+MAX_TOOL_LINES = 256
+MAX_LINE = 4096
+WHOLE = re.compile(r"[0-9]{1,64}")  # ASCII digits only ('²'.isdigit() is True, int('²') raises)
+CARD = re.compile(r"card[0-9]{1,3}")
+
+
+def _whole(text: str) -> int | None:
+    return int(text) if WHOLE.fullmatch(text) else None
+
+
+def _in_range(what: str, value: int, bounds: tuple[int, int], excerpt: str) -> int:
+    low, high = bounds
+    if not low <= value <= high:
+        raise _fail("hardware", f"{what} out of range ({_size(low)} to {_size(high)})", excerpt)
+    return value
+
+
+def _size(n: int) -> str:
+    return f"{n // 1024**4} TiB" if n >= 1024**4 else f"{n // GiB} GiB" if n >= GiB else f"{n // MiB} MiB"
+
+
+def _text_lines(tool: str, lines: list[str]) -> list[str]:
+    """The non-blank lines of a tool's output, refused when any is not printable ASCII (the
+    host turned undecodable bytes into DEL), too long, or when there are too many."""
+    kept = [line for line in lines if line.strip()]
+    if len(kept) > MAX_TOOL_LINES:
+        raise _fail("hardware", f"{tool}: {len(kept)} lines of output, more than any machine gives", kept[0])
+    for number, line in enumerate(kept, 1):
+        if any(not (" " <= c <= "~" or c == "\t") for c in line):
+            raise _fail("hardware", f"{tool}: non-ASCII or control bytes in line {number}", line)
+        if len(line) > MAX_LINE:
+            raise _fail("hardware", f"{tool}: line {number} is {len(line)} characters long", line)
+    return kept
+
+
+def _exit_status(tool: str, section: str, s: dict[str, list[str]]) -> int:
+    """The tool's exit status, printed after its output; missing when the output was cut."""
+    if f"{section}-rc" not in s:
+        raise _fail("hardware", f"{tool}: output cut short (more than {TOOL_OUTPUT_LIMIT // 1024} KiB?), "
+                                "no exit status")
+    lines = [line.strip() for line in s[f"{section}-rc"] if line.strip()]
+    status = _whole(lines[0]) if len(lines) == 1 and len(lines[0]) <= 3 else None
+    if status is None:
+        raise _fail("hardware", f"{tool}: unexpected exit status", " ".join(lines))
+    return status
+
+
+def _bounded(section: str, tool: str, args: str) -> str:
+    """Run a GPU tool when present: stdout and stderr, capped, then its exit status (cut off
+    with the output when the cap is reached, which the parser refuses)."""
+    return (f"if command -v {tool} >/dev/null 2>&1; then echo {MARK}{section}; "
+            f"{{ {tool} {args} 2>&1; rc=$?; echo; echo {MARK}{section}-rc; echo $rc; }} "
+            f"| head -c {TOOL_OUTPUT_LIMIT}; echo; fi")
 
 
 @dataclass(frozen=True)
@@ -59,87 +141,139 @@ class HostHardware:
 class HardwareFact(FactBase):
     """OS, arch, RAM and GPUs: /proc/meminfo or sysctl; nvidia-smi; rocm-smi JSON; Apple chip and
     iogpu.wired_limit_mb. A GPU tool that fails (no working driver) becomes a warning. Also who
-    we are on the host and the developer accounts: the host's identity, in the same trip."""
+    we are on the host and the developer accounts: the host's identity, in the same trip.
+    The hardware part reaches us as printable ASCII only, each GPU tool's output capped."""
 
     def command(self, users: tuple[str, ...] = ()) -> str:
-        return "; ".join([
+        hardware = "; ".join([
             f"echo {MARK}uname; uname -s; uname -m",
-            f"echo {MARK}login; id -un",
             f"if [ -r /proc/meminfo ]; then echo {MARK}meminfo; grep '^MemTotal:' /proc/meminfo; fi",
             f"if [ \"$(uname -s)\" = Darwin ]; then echo {MARK}darwin; sysctl -n hw.memsize; "
             "sysctl -n machdep.cpu.brand_string; sysctl -n iogpu.wired_limit_mb 2>/dev/null || echo 0; fi",
-            f"if command -v nvidia-smi >/dev/null 2>&1; then echo {MARK}nvidia; "
-            "nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits 2>&1; "
-            f"rc=$?; echo {MARK}nvidia-rc; echo $rc; fi",
-            f"if command -v rocm-smi >/dev/null 2>&1; then echo {MARK}amd; "
-            "rocm-smi --showmeminfo vram --json 2>&1; "
-            f"rc=$?; echo {MARK}amd-rc; echo $rc; fi",
+            _bounded("nvidia", "nvidia-smi", "--query-gpu=name,memory.total --format=csv,noheader,nounits"),
+            _bounded("amd", "rocm-smi", "--showmeminfo vram --json"),
+        ])
+        return "; ".join([
+            f"{{ {hardware}; }} | {ASCII_ONLY}",
+            f"echo {MARK}login; id -un",
             AccountsFact().command(users),
         ])
 
-    def process(self, output: list[str]) -> HostHardware:
-        return parse_hardware(output)
+    def process(self, output: list[str]) -> HostHardware | Unreadable:
+        """Output that cannot be parsed is returned as Unreadable, not raised: the deploy then
+        fails this host alone through an operation, and plan and doctor show the reason
+        (pyinfra would only log it and hand back None)."""
+        try:
+            return parse_hardware(output)
+        except FactProcessError as exc:
+            return Unreadable(str(exc))
 
 
 def parse_hardware(output: list[str]) -> HostHardware:
+    markers = Counter(line[len(MARK):].strip() for line in output if line.startswith(MARK))
+    repeated = sorted(name for name, count in markers.items() if count > 1)
+    if repeated:  # a tool printed our markers: it could pose as another section (login, users)
+        raise _fail("hardware", f"section {repeated[0]!r} appears {markers[repeated[0]]} times "
+                                "(a tool printed our section marker?)")
     s = _sections(output)
-    uname = s.get("uname", [])
-    if len(uname) < 2:
-        raise _fail("hardware", "no uname output", output)
+    uname = _text_lines("uname", s.get("uname", []))
+    if len(uname) != 2:
+        raise _fail("hardware", "uname: expected the OS and the architecture", " ".join(uname or output[:1]))
     os_name, arch = uname[0].strip(), uname[1].strip()
     warnings: list[str] = []
     chip = wired = None
     if os_name == "Darwin":
-        darwin = s.get("darwin", [])
-        if len(darwin) < 3 or not darwin[0].strip().isdigit():
-            raise _fail("hardware", "cannot read sysctl hw.memsize", output)
-        ram = int(darwin[0])
-        chip = darwin[1].strip()
-        limit_mb = darwin[2].strip()
-        wired = int(limit_mb) * MiB if limit_mb.isdigit() and int(limit_mb) > 0 else None
+        ram, chip, wired = _darwin(_text_lines("sysctl", s.get("darwin", [])))
     else:
-        match = re.match(r"MemTotal:\s+(\d+) kB", (s.get("meminfo") or [""])[0])
+        meminfo = _text_lines("/proc/meminfo", s.get("meminfo", []))
+        match = re.fullmatch(r"MemTotal:\s+([0-9]{1,64}) kB", meminfo[0].strip()) if meminfo else None
         if not match:
-            raise _fail("hardware", "cannot read MemTotal from /proc/meminfo", output)
-        ram = int(match.group(1)) * 1024
+            raise _fail("hardware", "/proc/meminfo: cannot read MemTotal", meminfo[0] if meminfo else "")
+        ram = _in_range("/proc/meminfo: MemTotal", int(match.group(1)) * 1024, RAM_RANGE, meminfo[0])
     gpus: list[Gpu] = []
     if "nvidia" in s:
-        gpus += _nvidia(s["nvidia"], s.get("nvidia-rc", ["1"]), warnings, output)
+        gpus += _nvidia(s, warnings)
     if "amd" in s:
-        gpus += _amd(s["amd"], s.get("amd-rc", ["1"]), warnings, output)
+        gpus += _amd(s, warnings)
     login = (s.get("login") or [""])[0].strip()
     return HostHardware(os_name, arch, ram, tuple(gpus), chip, wired, tuple(warnings), login,
                         parse_accounts(output) if "users" in s else {})
 
 
-def _nvidia(lines: list[str], rc: list[str], warnings: list[str], raw: list[str]) -> list[Gpu]:
-    text = " ".join(line.strip() for line in lines)
-    if rc[0].strip() != "0":
-        warnings.append(f"nvidia-smi failed (no working NVIDIA driver?): {text[:200]}; GPU ignored")
+def _darwin(lines: list[str]) -> tuple[int, str, int | None]:
+    """hw.memsize (bytes), the CPU brand, iogpu.wired_limit_mb (0: Metal's default)."""
+    if len(lines) != 3:
+        raise _fail("hardware", "sysctl: expected hw.memsize, the CPU brand and iogpu.wired_limit_mb",
+                    " ".join(lines))
+    memsize, chip, limit = (line.strip() for line in lines)
+    ram = _whole(memsize)
+    if ram is None:
+        raise _fail("hardware", "sysctl hw.memsize is not a whole number of bytes", memsize)
+    _in_range("sysctl hw.memsize", ram, RAM_RANGE, memsize)
+    limit_mb = _whole(limit)
+    if limit_mb is None:
+        raise _fail("hardware", "sysctl iogpu.wired_limit_mb is not a whole number of MiB", limit)
+    if limit_mb == 0:
+        return ram, chip, None
+    return ram, chip, _in_range("sysctl iogpu.wired_limit_mb", limit_mb * MiB, (MiB, ram), limit)
+
+
+def _nvidia(s: dict[str, list[str]], warnings: list[str]) -> list[Gpu]:
+    """`name, memory.total` lines (MiB, no units)."""
+    status = _exit_status("nvidia-smi", "nvidia", s)
+    lines = _text_lines("nvidia-smi", s["nvidia"])
+    if status != 0:
+        warnings.append(f"nvidia-smi failed (exit {status}; no working NVIDIA driver?): "
+                        f"{_excerpt(' '.join(lines))}; GPU ignored")
         return []
     gpus = []
-    for line in lines:
-        name, _, mib = line.rpartition(",")
-        mib = mib.strip()
+    for number, line in enumerate(lines, 1):
+        name, comma, mib = line.rpartition(",")
+        name, mib = name.strip(), mib.strip()
+        if not comma or not name:
+            raise _fail("hardware", f"nvidia-smi line {number}: expected 'name, memory.total'", line)
         if mib == "[N/A]":  # unified-memory NVIDIA boards (DGX Spark) report no VRAM size
-            warnings.append(f"nvidia-smi reports no memory size for {name.strip()}; GPU ignored")
+            warnings.append(f"nvidia-smi reports no memory size for {name}; GPU ignored")
             continue
-        if not name or not mib.isdigit():
-            raise _fail("hardware", f"unexpected nvidia-smi line {line!r}", raw)
-        gpus.append(Gpu("nvidia", int(mib) * MiB, name.strip()))
+        value = _whole(mib)
+        if value is None:
+            raise _fail("hardware", f"nvidia-smi line {number}: memory.total is not a whole number of MiB", line)
+        gpus.append(Gpu("nvidia", _in_range(f"nvidia-smi line {number}: memory.total", value * MiB, GPU_RANGE, line),
+                        name))
     return gpus
 
 
-def _amd(lines: list[str], rc: list[str], warnings: list[str], raw: list[str]) -> list[Gpu]:
-    if rc[0].strip() != "0":
-        warnings.append(f"rocm-smi failed (no working AMD driver?): {' '.join(lines)[:200]}; GPU ignored")
+def _amd(s: dict[str, list[str]], warnings: list[str]) -> list[Gpu]:
+    """rocm-smi's JSON: {"card0": {"VRAM Total Memory (B)": "17163091968", ...}, ...}."""
+    status = _exit_status("rocm-smi", "amd", s)
+    lines = _text_lines("rocm-smi", s["amd"])
+    if status != 0:
+        warnings.append(f"rocm-smi failed (exit {status}; no working AMD driver?): "
+                        f"{_excerpt(' '.join(lines))}; GPU ignored")
         return []
+    text = "\n".join(lines)
     try:
-        cards = json.loads("\n".join(lines))
-        return [Gpu("amd", int(card["VRAM Total Memory (B)"]), name)
-                for name, card in sorted(cards.items()) if name.startswith("card")]
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise _fail("hardware", f"cannot parse rocm-smi JSON ({exc})", raw) from None
+        # Numbers stay text (1e400, NaN, Infinity included), checked like every other number.
+        cards = json.loads(text, parse_float=str, parse_constant=str)
+    except json.JSONDecodeError as exc:
+        raise _fail("hardware", f"rocm-smi: not JSON ({exc.msg} at line {exc.lineno})",
+                    text[max(0, exc.pos - 40):exc.pos + 40]) from None
+    except RecursionError as exc:  # nested deeper than the parser goes
+        raise _fail("hardware", f"rocm-smi: unreadable JSON ({type(exc).__name__})", text) from None
+    if not isinstance(cards, dict):
+        raise _fail("hardware", "rocm-smi: expected a JSON object of cards", text)
+    gpus = []
+    for name, card in sorted(cards.items()):
+        if not CARD.fullmatch(name):
+            continue
+        total = card.get("VRAM Total Memory (B)") if isinstance(card, dict) else None
+        value = total if type(total) is int else _whole(total) if isinstance(total, str) else None
+        if value is None:
+            raise _fail("hardware", f"rocm-smi {name}: VRAM Total Memory (B) is not a whole number of bytes",
+                        json.dumps(total))
+        gpus.append(Gpu("amd", _in_range(f"rocm-smi {name}: VRAM Total Memory (B)", value, GPU_RANGE, str(value)),
+                        name))
+    return gpus
 
 
 @dataclass(frozen=True)
@@ -204,7 +338,7 @@ def parse_ollama(output: list[str]) -> OllamaState:
         try:
             server = json.loads(version_text)["version"]
         except (ValueError, KeyError, TypeError):
-            raise _fail("ollama", "cannot parse /api/version", output) from None
+            raise _fail("ollama", "cannot parse /api/version", version_text) from None
     tags_text = "".join(s.get("tags", [])).strip()
     models = ()
     if tags_text and server is not None:
@@ -212,7 +346,7 @@ def parse_ollama(output: list[str]) -> OllamaState:
             models = tuple(InstalledModel(m["name"], m["digest"], int(m["size"]))
                            for m in json.loads(tags_text)["models"])
         except (ValueError, KeyError, TypeError):
-            raise _fail("ollama", "cannot parse /api/tags", output) from None
+            raise _fail("ollama", "cannot parse /api/tags", tags_text) from None
     shown = {name.removeprefix("show:"): _shown(name, lines, output)
              for name, lines in s.items() if name.startswith("show:") and server is not None}
     return OllamaState(binary, client if binary else None, server, models, shown)
@@ -226,7 +360,7 @@ def _shown(name: str, lines: list[str], output: list[str]) -> ShownModel | None:
     try:
         body = json.loads("\n".join(lines[:-1]))
     except ValueError as exc:
-        raise _fail("ollama", f"/api/show {name}: {exc}", output) from None
+        raise _fail("ollama", f"/api/show {name}: {exc}") from None
     info = body.get("model_info") or {}
     ctx = next((v for k, v in info.items() if k.endswith(".context_length")), None)
     return ShownModel(parse_parameters(body.get("parameters", "")), ctx, tuple(body.get("capabilities") or ()))
@@ -299,7 +433,7 @@ def parse_accounts(output: list[str]) -> dict[str, Account | None]:
             accounts[fields[0]] = None
             continue
         if len(fields) != 7 or not fields[2].isdigit() or not fields[3].isdigit():
-            raise _fail("accounts", f"unexpected passwd line {line!r}", output)
+            raise _fail("accounts", "unexpected passwd line", line)
         accounts[fields[0]] = Account(fields[0], int(fields[2]), int(fields[3]), fields[5], fields[6])
     return accounts
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from .facts import HardwareFact, HostHardware
+from .facts import HardwareFact, HostHardware, Unreadable
 from .settings import HostConfig
 from .sizing import GiB, Decision, Hardware, decide, gib
 
@@ -43,7 +43,13 @@ def describe(hw: Hardware) -> str:
     return ", ".join(parts) if hw.gpus or hw.apple_silicon else parts[0] + ", no GPU"
 
 
-def plan_host(name: str, config: HostConfig, facts: HostHardware) -> HostPlan:
+def plan_host(name: str, config: HostConfig, facts: HostHardware | Unreadable | None) -> HostPlan:
+    """The host's plan, or its error when its hardware could not be read (None: the fact
+    command said nothing at all)."""
+    if facts is None:
+        return HostPlan(name, "?", None, error="hardware: no output from the hardware command")
+    if isinstance(facts, Unreadable):
+        return HostPlan(name, "?", None, error=facts.message)
     hw = facts.hardware()
     decision = size(config, hw)
     return HostPlan(name, describe(hw), decision, facts.warnings + decision.warnings, facts=facts)
@@ -51,7 +57,8 @@ def plan_host(name: str, config: HostConfig, facts: HostHardware) -> HostPlan:
 
 def size_host(host, config: HostConfig) -> HostPlan:
     """Deploy step: gather the hardware fact (one round trip), decide, and log the decision
-    with its reason so `pyinfra ... --dry` shows it."""
+    with its reason so `pyinfra ... --dry` shows it. A host whose hardware cannot be read gets
+    a plan with its error: the deploy fails that host alone, the others go on."""
     result = plan_host(host.name, config, host.get_fact(HardwareFact, users=config.developer_users))
     for line in plan_lines(result):
         host.log(line)
@@ -81,7 +88,7 @@ def table(plans: list[HostPlan]) -> str:
     for p in plans:
         d = p.decision
         if d is None:
-            rows.append((p.host, p.hardware, "ERROR", "-", "-", "-", "-", "-", p.error or ""))
+            rows.append((p.host, p.hardware, "ERROR", "-", "-", "-", "-", "-", "-"))
         elif d.model is None:
             rows.append((p.host, p.hardware, "none fits", "-", "-", gib(d.budget_bytes), "-", "-", d.tier))
         else:
@@ -91,6 +98,8 @@ def table(plans: list[HostPlan]) -> str:
     out = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
     out.append("")
     for p in plans:
+        if p.error is not None:
+            out.append(f"{p.host}: error: {p.error}")
         if p.decision is not None:
             out.append(f"{p.host}: {p.decision.reason}")
         for w in p.warnings:
