@@ -69,6 +69,10 @@ claude_local_profile = ".claude-local"
 claude_projects = {}
 claude_project_gitignore = False      # add .claude/settings.json to the project's .gitignore
 claude_project_claude_md = False      # add a "Model setup" section to the project's CLAUDE.md
+# permissions.defaultMode in the local profile and configured projects: "default" (ask before a
+# tool's first use), "acceptEdits", "plan", "dontAsk", or "auto" (each checked action is first
+# judged by a classifier request, which goes to the local model: slow, and the plan warns).
+claude_permission_mode = "default"
 
 # --- Sources --------------------------------------------------------------------------------
 # "internet" (default), "bundle" (bundle_dir on the control machine, made by `localcode bundle`,

@@ -7,6 +7,7 @@ pinned wrapper and platform packages, Node >= 22 checked) and, on macOS, the Hom
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from pyinfra import host
@@ -25,6 +26,10 @@ BIN_LINK = "/usr/local/bin/claude"
 INSTALL_HELPER = helpers.path("localcode-install-claude")
 MANAGED_SETTINGS = {"Linux": "/etc/claude-code/managed-settings.json",
                     "Darwin": "/Library/Application Support/ClaudeCode/managed-settings.json"}
+# Managed-settings variables that would take claude-local away from the local server.
+POLICY_OVERRIDES = {"CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", "CLAUDE_CODE_USE_FOUNDRY",
+                    "ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL", "ANTHROPIC_DEFAULT_OPUS_MODEL",
+                    "ANTHROPIC_DEFAULT_SONNET_MODEL", "ANTHROPIC_DEFAULT_HAIKU_MODEL", "CLAUDE_CODE_SUBAGENT_MODEL"}
 PLATFORMS = {("Linux", "x86_64"): "linux-x64", ("Linux", "aarch64"): "linux-arm64",
              ("Darwin", "arm64"): "darwin-arm64", ("Darwin", "x86_64"): "darwin-x64"}
 
@@ -157,11 +162,29 @@ def managed_paths(os_name: str) -> list[str]:
     return [MANAGED_SETTINGS[os_name]] if os_name in MANAGED_SETTINGS else []
 
 
+def forced_by_policy(managed_text: str) -> list[str]:
+    """Pure: the organisation's managed settings that win over our local profile and projects
+    (they have the highest precedence): a provider switch, an endpoint, a model."""
+    try:
+        managed = json.loads(managed_text) if managed_text.strip() else {}
+    except ValueError:
+        return []
+    env = managed.get("env") if isinstance(managed, dict) and isinstance(managed.get("env"), dict) else {}
+    forced = [f"env {k}={env[k]}" for k in sorted(env) if k in POLICY_OVERRIDES and str(env[k]) not in ("", "0")]
+    if isinstance(managed, dict) and managed.get("model"):
+        forced.append(f"model {managed['model']}")
+    return forced
+
+
 def no_self_updates(os_name: str, owned: dict) -> None:
     """Managed hosts never self-update: DISABLE_UPDATES in the managed settings (highest
-    precedence, for every user and profile); other keys there stay as they are."""
+    precedence, for every user and profile); other keys there stay as they are, and where they
+    force a provider, an endpoint or a model, the run says so."""
     path = MANAGED_SETTINGS[os_name]
     state = owned.get(path, MISSING)
+    for setting in forced_by_policy(state.text or ""):
+        host.log(f"warning: {path} sets {setting}: the organisation's managed settings win over "
+                 f"claude-local and configured projects")
     try:
         text = set_json(state.text or "", ("env",), {"DISABLE_UPDATES": "1"})
     except JsonEditError as exc:

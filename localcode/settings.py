@@ -390,6 +390,9 @@ class HostConfig(BaseModel):
     claude_projects: dict[UserName, tuple[OwnDir, ...]] = {}
     claude_project_gitignore: bool = False
     claude_project_claude_md: bool = False
+    # Claude Code's permission mode in the local profile and configured projects. `auto` asks a
+    # classifier (the local model) before each checked action; bypassPermissions is refused.
+    claude_permission_mode: Literal["default", "acceptEdits", "plan", "dontAsk", "auto"] = "default"
 
     # Where Ollama, Claude Code and models come from: the internet (default), a bundle directory
     # on the control machine (pushed over SSH, only missing files), or a mirror serving a bundle.

@@ -25,3 +25,8 @@ def as_account(os_name: str, user: str) -> list[str]:
     if os_name == "Darwin":
         return ["/usr/bin/sudo", "-n", "-u", user, "--"]
     return ["runuser", "-u", user, "--"]
+
+
+def fish_quote(value: str) -> str:
+    """Quote one word for fish (single quotes; backslash and quote escaped)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

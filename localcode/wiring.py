@@ -9,7 +9,7 @@ the user-level default, so plain `claude` works there."""
 
 from __future__ import annotations
 
-import shlex
+import json
 from dataclasses import dataclass
 
 from pyinfra import host
@@ -19,6 +19,7 @@ from .ollama import failure
 from .settings import ConfigError, HostConfig
 from .shell import as_account
 from .sizing import Decision
+from .templates import render
 from . import textedit
 from .textedit import MARKDOWN, JsonEditError, apply_block
 from .userfiles import MISSING, DirectoriesFact, FileState, editable, observe, write_text
@@ -28,6 +29,19 @@ FIRST_UID = {"Linux": 1000, "Darwin": 501}
 
 TIERS = ("ANTHROPIC_DEFAULT_OPUS_MODEL", "ANTHROPIC_DEFAULT_SONNET_MODEL", "ANTHROPIC_DEFAULT_HAIKU_MODEL",
          "CLAUDE_CODE_SUBAGENT_MODEL")
+# Switches that send Claude Code to a cloud provider instead of ANTHROPIC_BASE_URL: set to "0".
+PROVIDER_SWITCHES = ("CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", "CLAUDE_CODE_USE_FOUNDRY")
+# Cloud credentials, endpoints and headers a developer's shell may export: emptied, so none of
+# them reaches the local server or redirects a request.
+CLOUD_SETTINGS = ("CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_CUSTOM_HEADERS", "ANTHROPIC_BEDROCK_BASE_URL",
+                  "ANTHROPIC_VERTEX_BASE_URL", "ANTHROPIC_VERTEX_PROJECT_ID", "ANTHROPIC_FOUNDRY_BASE_URL",
+                  "ANTHROPIC_FOUNDRY_RESOURCE", "ANTHROPIC_FOUNDRY_API_KEY", "AWS_BEARER_TOKEN_BEDROCK",
+                  "CLAUDE_CODE_SKIP_BEDROCK_AUTH", "CLAUDE_CODE_SKIP_VERTEX_AUTH", "CLAUDE_CODE_SKIP_FOUNDRY_AUTH")
+# Read before any settings file (which profile to load) or credentials we never hand to a
+# local server: the alias removes them from the environment itself.
+UNSET_IN_ALIAS = ("CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_API_KEY", "ANTHROPIC_CUSTOM_HEADERS",
+                  "AWS_BEARER_TOKEN_BEDROCK", "ANTHROPIC_FOUNDRY_API_KEY")
+THEMES = ("dark", "light", "dark-daltonized", "light-daltonized", "dark-ansi", "light-ansi")
 
 
 def base_url(ollama_host: str) -> str:
@@ -39,12 +53,19 @@ def base_url(ollama_host: str) -> str:
 
 
 def local_environment(config: HostConfig, decision: Decision) -> dict[str, str]:
-    """The variables that point every Claude Code tier at the derived model."""
+    """The variables that point every Claude Code tier at the derived model, and neutralise
+    every cloud setting a developer's shell may carry (provider switches, model names,
+    credentials, endpoints: see docs/claude-code-environment.md). They go into settings files'
+    `env`, which wins over the shell's exports."""
     env = {
         "ANTHROPIC_BASE_URL": base_url(config.ollama_host),
         "ANTHROPIC_AUTH_TOKEN": "ollama",
         "ANTHROPIC_API_KEY": "",
+        "ANTHROPIC_MODEL": decision.name,
+        "ANTHROPIC_SMALL_FAST_MODEL": decision.name,
         **{tier: decision.name for tier in TIERS},
+        **{switch: "0" for switch in PROVIDER_SWITCHES},
+        **{name: "" for name in CLOUD_SETTINGS},
         "CLAUDE_CODE_MAX_CONTEXT_TOKENS": str(decision.num_ctx),
         "CLAUDE_CODE_ATTRIBUTION_HEADER": "0",
         "CLAUDE_CODE_TOTAL_TOKENS_REMINDER": "off",
@@ -56,18 +77,10 @@ def local_environment(config: HostConfig, decision: Decision) -> dict[str, str]:
     return env
 
 
-def fish_quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def alias_block(shell: str, alias: str, env: dict[str, str], model: str) -> str:
-    """The block body defining the alias in the shell's own syntax."""
-    note = f"# {alias}: Claude Code on the local model {model} (managed by localcode)"
-    if shell == "fish":
-        assigns = " ".join(f"{k}={fish_quote(v)}" for k, v in env.items())
-        return f"{note}\nfunction {alias} --wraps claude\n    env {assigns} claude $argv\nend"
-    line = " ".join(["env", *(f"{k}={shlex.quote(v)}" for k, v in env.items()), "claude"])
-    return f"{note}\nalias {alias}={shlex.quote(line)}"
+def alias_block(shell: str, alias: str, config_dir: str, model: str) -> str:
+    """The block body defining the alias in the shell's own syntax (templates/claude-local.*.j2)."""
+    template = "claude-local.fish.j2" if shell == "fish" else "claude-local.sh.j2"
+    return render(template, alias=alias, config_dir=config_dir, model=model, unset=UNSET_IN_ALIAS).decode().rstrip()
 
 
 @dataclass(frozen=True)
@@ -106,7 +119,8 @@ def candidate_paths(config: HostConfig, accounts: dict[str, Account | None]) -> 
         paths = per_user.setdefault(name, [])
         paths += [f"{home}/.zshrc", f"{home}/.bashrc", f"{home}/.bash_profile", f"{home}/.bash_login",
                   f"{home}/.profile", f"{home}/.config/fish/conf.d/localcode.fish",
-                  f"{home}/{config.claude_local_profile}/settings.json", f"{home}/.claude.json",
+                  f"{home}/{config.claude_local_profile}/settings.json",
+                  f"{home}/{config.claude_local_profile}/.claude.json", f"{home}/.claude.json",
                   f"{home}/.claude/settings.json"]
         for project in config.claude_projects.get(name, ()):
             paths += [f"{project}/.claude/settings.json", f"{project}/.gitignore", f"{project}/CLAUDE.md"]
@@ -120,11 +134,21 @@ def claude_md_section(config: HostConfig, decision: Decision) -> str:
             f"`{config.claude_alias}` does the same from any directory.")
 
 
+def cloud_theme(claude_json: str) -> str:
+    """The theme the developer chose in their cloud profile (`~/.claude.json`), else dark."""
+    try:
+        theme = json.loads(claude_json).get("theme") if claude_json.strip() else None
+    except (ValueError, AttributeError):
+        theme = None
+    return theme if theme in THEMES else "dark"
+
+
 def user_edits(config: HostConfig, decision: Decision, account: Account,
                existing: dict[str, FileState]) -> list[Edit]:
     """Pure: the files one developer user gets, as full new texts."""
     env = local_environment(config, decision)
     profile = f"{account.home}/{config.claude_local_profile}"
+    projects = config.claude_projects.get(account.name, ())
     edits: list[Edit] = []
 
     def text(path: str) -> str:
@@ -133,43 +157,51 @@ def user_edits(config: HostConfig, decision: Decision, account: Account,
     def add(path: str, new: str, why: str) -> None:
         edits.append(Edit(path, new, why))
 
-    def set_json(current: str, path: tuple[str, ...], values: dict, where: str) -> str:
+    def merged(path: str, *changes: tuple[tuple[str, ...], dict]) -> str:
+        """The file's text with each (object path, members) set; other keys untouched."""
+        current = text(path)
         try:
-            return textedit.set_json(current, path, values)
+            for where, values in changes:
+                current = textedit.set_json(current, where, values)
         except JsonEditError as exc:
-            raise JsonEditError(f"{where}: {exc}") from None
+            raise JsonEditError(f"{path}: {exc}") from None
+        return current
 
+    local_settings = (((), {"model": decision.name}), (("env",), env),
+                      (("permissions",), {"defaultMode": config.claude_permission_mode}))
     shell = account.shell.rsplit("/", 1)[-1]
-    body = alias_block(shell, config.claude_alias, {"CLAUDE_CONFIG_DIR": profile, **env}, decision.name)
+    body = alias_block(shell, config.claude_alias, profile, decision.name)
     for path in rc_paths(account, existing):
         new = f"{body}\n" if path.endswith("/localcode.fish") else apply_block(text(path), body)
         add(path, new, f"the {config.claude_alias} alias")
-    add(f"{profile}/settings.json", set_json(text(f"{profile}/settings.json"), (), {"model": decision.name},
-                                             f"{profile}/settings.json"), "the local profile's model")
-    projects = config.claude_projects.get(account.name, ())
-    claude_json = text(f"{account.home}/.claude.json")
+    add(f"{profile}/settings.json", merged(f"{profile}/settings.json", *local_settings),
+        "the local profile's model and environment")
+    # The local profile is ours: its first run opens at the prompt (onboarding done, the
+    # developer's theme, no auto-mode offer); only configured projects are trusted.
+    first_run = {"hasCompletedOnboarding": True, "lastOnboardingVersion": config.claude_version,
+                 "theme": cloud_theme(text(f"{account.home}/.claude.json")), "hasSeenAutoDefaultNudge": True}
+    add(f"{profile}/.claude.json", merged(f"{profile}/.claude.json", ((), first_run),
+                                          *((("projects", p), {"hasTrustDialogAccepted": True}) for p in projects)),
+        "the local profile's first run and project trust")
+    claude_json = f"{account.home}/.claude.json"
+    cloud_changes: list[tuple[tuple[str, ...], dict]] = []
     if config.network == "airgapped":
-        claude_json = set_json(claude_json, (), {"hasCompletedOnboarding": True}, f"{account.home}/.claude.json")
-        user_settings_path = f"{account.home}/.claude/settings.json"
-        user_settings = set_json(text(user_settings_path), ("env",), env, user_settings_path)
-        user_settings = set_json(user_settings, (), {"model": decision.name, "skipWebFetchPreflight": True},
-                                 user_settings_path)
-        add(f"{account.home}/.claude/settings.json", user_settings, "the local model as the user default")
+        cloud_changes.append(((), {"hasCompletedOnboarding": True}))
+        user_settings = f"{account.home}/.claude/settings.json"
+        add(user_settings, merged(user_settings, *local_settings, ((), {"skipWebFetchPreflight": True})),
+            "the local model as the user default")
     for project in projects:
-        claude_json = set_json(claude_json, ("projects", project), {"hasTrustDialogAccepted": True},
-                               f"{account.home}/.claude.json")
+        cloud_changes.append((("projects", project), {"hasTrustDialogAccepted": True}))
         settings_path = f"{project}/.claude/settings.json"
-        settings = set_json(text(settings_path), ("env",), env, settings_path)
-        add(settings_path, set_json(settings, (), {"model": decision.name}, settings_path),
-            "the project's local model settings")
+        add(settings_path, merged(settings_path, *local_settings), "the project's local model settings")
         if config.claude_project_gitignore:
             add(f"{project}/.gitignore", apply_block(text(f"{project}/.gitignore"), ".claude/settings.json"),
                 "the .gitignore entry")
         if config.claude_project_claude_md:
             add(f"{project}/CLAUDE.md", apply_block(text(f"{project}/CLAUDE.md"), claude_md_section(config, decision),
                                                     MARKDOWN), "the Model setup section")
-    if config.network == "airgapped" or projects:
-        add(f"{account.home}/.claude.json", claude_json, "onboarding and project trust")
+    if cloud_changes:
+        add(claude_json, merged(claude_json, *cloud_changes), "onboarding and project trust")
     return edits
 
 

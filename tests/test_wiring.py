@@ -14,7 +14,7 @@ from localcode.settings import validate_host_data
 from localcode.sizing import Decision
 from localcode.textedit import BEGIN, END
 from localcode.userfiles import FileState
-from localcode.wiring import TIERS, base_url, local_environment, rc_paths, user_edits
+from localcode.wiring import base_url, local_environment, rc_paths, user_edits
 
 DECISION = Decision("qwen3-coder:30b", "localcode/qwen3-coder:30b-128k", 131072, "q8_0", 40 * 2**30,
                     30 * 2**30, "GPU", "fits", min_ollama="0.14.3")
@@ -32,17 +32,10 @@ def config(**data):
     return validate_host_data("h", {"developer_users": ["dev"], **data})
 
 
-def test_environment_maps_every_tier_and_the_context():
-    env = local_environment(config(), DECISION)
-    assert env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:11434"
-    assert env["ANTHROPIC_AUTH_TOKEN"] == "ollama" and env["ANTHROPIC_API_KEY"] == ""
-    assert all(env[t] == DECISION.name for t in TIERS)
-    assert env["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "131072"
-    assert env["CLAUDE_CODE_ATTRIBUTION_HEADER"] == "0" and env["CLAUDE_CODE_TOTAL_TOKENS_REMINDER"] == "off"
-    assert env["DISABLE_UPDATES"] == "1" and "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC" not in env
+def test_airgapped_environment_adds_no_egress():
     air = local_environment(config(**AIRGAPPED), DECISION)
-    assert air["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
-    assert air["CLAUDE_CODE_DISABLE_OFFICIAL_MARKETPLACE_AUTOINSTALL"] == "1"
+    assert air == {**local_environment(config(), DECISION), "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+                   "CLAUDE_CODE_DISABLE_OFFICIAL_MARKETPLACE_AUTOINSTALL": "1"}
 
 
 def test_base_url_is_the_root_and_never_a_wildcard():
@@ -50,30 +43,81 @@ def test_base_url_is_the_root_and_never_a_wildcard():
     assert base_url("0.0.0.0:8000") == "http://127.0.0.1:8000"
 
 
-def test_alias_runs_with_the_exact_environment(tmp_path):
-    """bash here; zsh uses the same alias syntax and is exercised in its real login shell on the lab."""
-    edits = user_edits(config(), DECISION, account("/bin/bash"), {})
-    rc = next(e for e in edits if e.path.endswith(".bashrc"))
-    (tmp_path / "rc").write_text(rc.text)
+# What claude-local's profile and every configured project must carry, spelled out here (not
+# taken from the module) so that dropping a variable from the code fails a test.
+EXPECTED_ENV = {
+    "ANTHROPIC_BASE_URL": "http://127.0.0.1:11434", "ANTHROPIC_AUTH_TOKEN": "ollama", "ANTHROPIC_API_KEY": "",
+    "ANTHROPIC_MODEL": DECISION.name, "ANTHROPIC_SMALL_FAST_MODEL": DECISION.name,
+    "ANTHROPIC_DEFAULT_OPUS_MODEL": DECISION.name, "ANTHROPIC_DEFAULT_SONNET_MODEL": DECISION.name,
+    "ANTHROPIC_DEFAULT_HAIKU_MODEL": DECISION.name, "CLAUDE_CODE_SUBAGENT_MODEL": DECISION.name,
+    "CLAUDE_CODE_USE_BEDROCK": "0", "CLAUDE_CODE_USE_VERTEX": "0", "CLAUDE_CODE_USE_FOUNDRY": "0",
+    "CLAUDE_CODE_OAUTH_TOKEN": "", "ANTHROPIC_CUSTOM_HEADERS": "", "ANTHROPIC_BEDROCK_BASE_URL": "",
+    "ANTHROPIC_VERTEX_BASE_URL": "", "ANTHROPIC_VERTEX_PROJECT_ID": "", "ANTHROPIC_FOUNDRY_BASE_URL": "",
+    "ANTHROPIC_FOUNDRY_RESOURCE": "", "ANTHROPIC_FOUNDRY_API_KEY": "", "AWS_BEARER_TOKEN_BEDROCK": "",
+    "CLAUDE_CODE_SKIP_BEDROCK_AUTH": "", "CLAUDE_CODE_SKIP_VERTEX_AUTH": "", "CLAUDE_CODE_SKIP_FOUNDRY_AUTH": "",
+    "CLAUDE_CODE_MAX_CONTEXT_TOKENS": "131072", "CLAUDE_CODE_ATTRIBUTION_HEADER": "0",
+    "CLAUDE_CODE_TOTAL_TOKENS_REMINDER": "off", "DISABLE_UPDATES": "1",
+}
+UNSET = ["CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_API_KEY", "ANTHROPIC_CUSTOM_HEADERS", "AWS_BEARER_TOKEN_BEDROCK",
+         "ANTHROPIC_FOUNDRY_API_KEY"]
+
+
+def test_profile_settings_carry_exactly_the_local_environment():
+    assert local_environment(config(), DECISION) == EXPECTED_ENV
+    edits = {e.path: e for e in user_edits(config(), DECISION, account("/bin/bash"), {})}
+    profile = json.loads(edits["/home/dev/.claude-local/settings.json"].text)
+    assert profile == {"model": DECISION.name, "env": EXPECTED_ENV, "permissions": {"defaultMode": "default"}}
+    auto = json.loads({e.path: e for e in user_edits(config(claude_permission_mode="auto"), DECISION,
+                                                      account("/bin/bash"), {})}[
+        "/home/dev/.claude-local/settings.json"].text)
+    assert auto["permissions"] == {"defaultMode": "auto"}
+
+
+def run_alias(tmp_path, rc_text: str, shell: list[str], exports: dict[str, str]) -> dict[str, str]:
+    """Source the rc text in a shell whose environment carries `exports`, run the alias with a
+    fake claude that prints its environment."""
+    (tmp_path / "rc").write_text(rc_text)
     fake = tmp_path / "bin"
-    fake.mkdir()
+    fake.mkdir(exist_ok=True)
     (fake / "claude").write_text("#!/bin/sh\nenv\n")
     (fake / "claude").chmod(0o755)
     script = tmp_path / "run.sh"
-    script.write_text(f"PATH={shlex.quote(str(fake))}:$PATH\nshopt -s expand_aliases\n. {shlex.quote(str(tmp_path / 'rc'))}\n"
-                      "claude-local\n")
-    out = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=True).stdout
-    env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    assert all(env[t] == DECISION.name for t in TIERS)
-    assert env["ANTHROPIC_API_KEY"] == "" and env["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "131072"
-    assert env["CLAUDE_CONFIG_DIR"] == "/home/dev/.claude-local"
+    script.write_text(f"PATH={shlex.quote(str(fake))}:$PATH\nshopt -s expand_aliases\n"
+                      f". {shlex.quote(str(tmp_path / 'rc'))}\nclaude-local\n")
+    out = subprocess.run([*shell, str(script)], capture_output=True, text=True, check=True,
+                         env={"PATH": "/usr/bin:/bin", **exports}).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def test_alias_selects_the_profile_and_drops_cloud_credentials(tmp_path):
+    """bash here; zsh uses the same alias syntax and is exercised in its real login shell on the lab."""
+    rc = next(e for e in user_edits(config(), DECISION, account("/bin/bash"), {}) if e.path.endswith(".bashrc"))
+    cloud = {name: "from-the-cloud" for name in UNSET} | {"EDITOR": "vim"}
+    env = run_alias(tmp_path, rc.text, ["bash"], cloud)
+    assert env["CLAUDE_CONFIG_DIR"] == "/home/dev/.claude-local" and env["EDITOR"] == "vim"
+    assert not set(UNSET) & set(env), env
 
 
 def test_fish_gets_its_own_conf_d_file():
     edits = user_edits(config(), DECISION, account("/usr/bin/fish"), {})
     fish = next(e for e in edits if e.path == "/home/dev/.config/fish/conf.d/localcode.fish")
-    assert "function claude-local --wraps claude" in fish.text and "$argv" in fish.text
-    assert "ANTHROPIC_API_KEY='' " in fish.text
+    assert "function claude-local --wraps claude" in fish.text
+    assert fish.text.endswith("CLAUDE_CONFIG_DIR='/home/dev/.claude-local' claude $argv\nend\n")
+    assert all(f" -u {name} " in fish.text for name in UNSET)
+
+
+def test_the_local_profile_opens_at_the_prompt_and_trusts_only_configured_projects():
+    project = "/home/dev/src/app"
+    cloud = {"/home/dev/.claude.json": FileState('{"theme": "light-daltonized", "numStartups": 9}', "600")}
+    edits = {e.path: e for e in user_edits(config(claude_projects={"dev": [project]}), DECISION,
+                                           account("/bin/bash"), cloud)}
+    first_run = json.loads(edits["/home/dev/.claude-local/.claude.json"].text)
+    assert first_run == {"hasCompletedOnboarding": True, "lastOnboardingVersion": "2.1.330",
+                         "theme": "light-daltonized", "hasSeenAutoDefaultNudge": True,
+                         "projects": {project: {"hasTrustDialogAccepted": True}}}
+    plain = {e.path: e for e in user_edits(config(), DECISION, account("/bin/bash"), {})}
+    assert json.loads(plain["/home/dev/.claude-local/.claude.json"].text)["theme"] == "dark"
+    assert "projects" not in json.loads(plain["/home/dev/.claude-local/.claude.json"].text)
 
 
 def test_bash_login_file_gets_the_block_unless_it_sources_bashrc():
@@ -99,10 +143,11 @@ def test_project_settings_merge_keeps_other_keys_and_trust_is_seeded():
     edits = {e.path: e for e in user_edits(config(claude_projects={"dev": [project]}), DECISION,
                                            account("/bin/bash"), existing)}
     settings = json.loads(edits[f"{project}/.claude/settings.json"].text)
-    assert settings["permissions"] == {"allow": ["Bash(make:*)"]}
-    assert settings["env"]["FOO"] == "1" and settings["env"]["ANTHROPIC_DEFAULT_OPUS_MODEL"] == DECISION.name
+    assert settings["permissions"] == {"allow": ["Bash(make:*)"], "defaultMode": "default"}
+    assert settings["env"] == {"FOO": "1", **EXPECTED_ENV}
     assert settings["model"] == DECISION.name
-    assert '  "permissions": {"allow": ["Bash(make:*)"]},' in edits[f"{project}/.claude/settings.json"].text
+    assert '  "permissions": {"allow": ["Bash(make:*)"], "defaultMode": "default"},' in \
+        edits[f"{project}/.claude/settings.json"].text
     trust = json.loads(edits["/home/dev/.claude.json"].text)
     assert trust["projects"][project]["hasTrustDialogAccepted"] is True
     assert "hasCompletedOnboarding" not in trust
