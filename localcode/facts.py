@@ -432,7 +432,8 @@ def parse_accounts(output: list[str]) -> dict[str, Account | None]:
         if len(fields) == 2 and fields[1] == "?missing":
             accounts[fields[0]] = None
             continue
-        if len(fields) != 7 or not fields[2].isdigit() or not fields[3].isdigit():
+        if len(fields) != 7 or not re.fullmatch(r"[0-9]{1,10}", fields[2]) or not re.fullmatch(r"[0-9]{1,10}", fields[3]) \
+                or not fields[5].startswith("/") or fields[0] in accounts:
             raise _fail("accounts", "unexpected passwd line", line)
         accounts[fields[0]] = Account(fields[0], int(fields[2]), int(fields[3]), fields[5], fields[6])
     return accounts

@@ -149,3 +149,13 @@ def test_ollama_host_fact_command_keeps_sections_on_their_own_lines():
     output = subprocess.run(["sh", "-c", command], capture_output=True, text=True).stdout.splitlines()
     state, layout = OllamaHostFact().process(output)
     assert state.server_version is None and layout is not None and layout.bin_kind in ("missing", "link", "file")
+
+
+def test_hostile_passwd_lines_fail_the_host_without_a_traceback():
+    for line in ("dev:x:²:1000::/home/dev:/bin/bash", "dev:x:1000:1000::relative:/bin/bash",
+                 "dev:x:99999999999:1000::/home/dev:/bin/bash"):
+        with pytest.raises(FactProcessError):
+            parse_accounts(["::localcode::users", line])
+    with pytest.raises(FactProcessError):  # one name twice: which account would we write as?
+        parse_accounts(["::localcode::users", "dev:x:1000:1000::/home/dev:/bin/bash",
+                        "dev:x:0:0::/root:/bin/bash"])
