@@ -74,25 +74,37 @@ def pull(api: str, model: str, digest: str | None, state: OllamaState):
 
 
 class StoreBlobsFact(FactBase):
-    """The blob files in an Ollama store (names like sha256-<hex>)."""
+    """The blob files in an Ollama store (regular files named sha256-<hex>; links are not
+    followed), listed as the store's owner (user:group) when read as root: the store is that
+    account's tree, and a link planted there must not make root read where the owner could not."""
 
     def default(self) -> set:
         return set()
 
-    def command(self, store: str) -> str:
-        return f"ls {sh_quote(store)}/blobs 2>/dev/null; true"
+    def command(self, store: str, owner: str) -> str:
+        user, _, group = owner.partition(":")
+        find = 'find "$b/" -maxdepth 1 -type f -name "sha256-*"'
+        return (f"b={sh_quote(store + '/blobs')} u={sh_quote(user)} g={sh_quote(group or user)}; cd / && "
+                f'if [ "$(id -u)" != 0 ]; then {find}; '
+                f'elif [ "$(uname -s)" = Darwin ]; then /usr/bin/sudo -n -u "$u" -- {find}; '
+                'elif command -v setpriv >/dev/null 2>&1; then '
+                f'setpriv --reuid="$u" --regid="$g" --clear-groups -- {find}; '
+                f'else runuser -u "$u" -- {find}; fi 2>/dev/null; true')
 
     def process(self, output: list[str]) -> set[str]:
-        return {line.strip() for line in output if line.startswith("sha256-") and "partial" not in line}
+        names = (line.strip().rsplit("/", 1)[-1] for line in output)
+        return {name for name in names if name.startswith("sha256-") and "partial" not in name}
 
 
 @operation()
 def sync(store: str, owner: str, model: str, bundle_dir: str | None, mirror_url: str | None,
          pin: str | None, state: OllamaState):
     """Put a model into the store from a bundle (pushing only the blobs the store lacks) or from
-    a mirror (the host fetches them), blobs first and manifest last; no server restart."""
+    a mirror (the host fetches them), blobs first and manifest last; no server restart. Files
+    land and are verified in root's own staging directory and are written into the store by
+    its owner (user:group): the store is that account's tree, and root never writes there."""
     present = {m.name: m.digest for m in state.models}
-    incoming = f"{store.rsplit('/', 1)[0]}/localcode-incoming"
+    staging = sources.MODEL_STAGING
     if bundle_dir:
         entry = load_index(Path(bundle_dir)).model(model)
         if entry is None:
@@ -106,12 +118,14 @@ def sync(store: str, owner: str, model: str, bundle_dir: str | None, mirror_url:
         host.noop(f"{model} is in the store (digest {present[model][:12]})")
         return
     if bundle_dir:
-        have = host.get_fact(StoreBlobsFact, store=store)
+        have = host.get_fact(StoreBlobsFact, store=store, owner=owner)
         missing = [b.path for b in entry.blobs if Path(b.path).name not in have]
-        yield from sources.push(bundle_dir, [entry.manifest, *missing], dest=incoming)
-        yield command(SYNC_HELPER, incoming, store, owner, entry.manifest, entry.digest)
+        yield command(SYNC_HELPER, "stage", staging)
+        yield from sources.push(bundle_dir, [entry.manifest, *missing], dest=staging)
+        yield command(SYNC_HELPER, "install", staging, store, owner, entry.manifest, entry.digest)
     else:
-        yield command(SYNC_HELPER, mirror_url, store, owner, manifest_path(model), f"sha256:{want}" if want else "-")
+        yield command(SYNC_HELPER, "install", staging, store, owner, manifest_path(model),
+                      f"sha256:{want}" if want else "-", mirror_url)
 
 
 @operation()
@@ -142,7 +156,8 @@ def prune(api: str, keep: tuple[str, ...], state: OllamaState):
 
 
 def store_location(config: HostConfig, os_name: str) -> tuple[str, str]:
-    """(models directory, owner user:group) of the Ollama server's store."""
+    """(models directory, owner user:group) of the Ollama server's store: the owner is the
+    account the server runs as, and the only one that writes inside the store."""
     if "OLLAMA_MODELS" in config.ollama_environment:
         store = config.ollama_environment["OLLAMA_MODELS"]
     elif os_name == "Darwin":

@@ -6,16 +6,21 @@ helpers as downloads (file:// URLs)."""
 
 from __future__ import annotations
 
-import hashlib
+import atexit
+import functools
+import os
+import shutil
 import tempfile
-from pathlib import Path
 
 from pyinfra.api.command import RsyncCommand
 
 from .bundle_index import claude_path, ollama_path
-from .shell import command
+from .shell import command, sh_quote
 
 HOST_CACHE = "/var/cache/localcode/bundle"
+# Models arrive here (root's alone, 0700) and are verified before the store's owner writes them
+# into the store: never inside the store, a tree another account controls.
+MODEL_STAGING = "/var/cache/localcode/incoming"
 
 
 def release_template(kind: str, source: str, internet_template: str, mirror_url: str | None) -> str:
@@ -28,15 +33,25 @@ def release_template(kind: str, source: str, internet_template: str, mirror_url:
     return internet_template
 
 
+@functools.cache
+def _lists_dir() -> str:
+    """This process's private directory (mkdtemp: 0700, a fresh name) for rsync's file lists,
+    removed when the process exits: the lists are read when the deploy executes, after every
+    operation was planned, and no other local account can plant a link where they are written."""
+    path = tempfile.mkdtemp(prefix="localcode-rsync-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 def push(bundle_dir: str, paths: list[str], dest: str = HOST_CACHE):
     """Commands that rsync the given bundle-relative files to dest on the host, keeping their
     relative paths; partial transfers are kept and resumed (rsync's delta transfer) next run."""
-    listing = "\n".join(sorted(paths)) + "\n"
-    lists = Path(tempfile.gettempdir()) / "localcode-rsync"
-    lists.mkdir(exist_ok=True)
-    files_from = lists / f"{hashlib.sha256(listing.encode()).hexdigest()[:16]}.txt"
-    files_from.write_text(listing)
+    fd, files_from = tempfile.mkstemp(suffix=".txt", dir=_lists_dir())
+    with os.fdopen(fd, "w") as listing:
+        listing.write("\n".join(sorted(paths)) + "\n")
     # rsync's own transfer checksum is off: every file is sha256-verified on arrival anyway.
-    flags = ["--times", "--partial", "--checksum-choice=none", "--chmod=D0755,F0644", f"--files-from={files_from}"]
+    # pyinfra joins the flags and paths into one local shell command line: they are quoted.
+    flags = ["--times", "--partial", "--checksum-choice=none", "--chmod=D0755,F0644",
+             f"--files-from={sh_quote(files_from)}"]
     yield command("mkdir", "-p", dest)
-    yield RsyncCommand(f"{bundle_dir.rstrip('/')}/", f"{dest}/", flags)
+    yield RsyncCommand(sh_quote(f"{bundle_dir.rstrip('/')}/"), f"{dest}/", flags)
