@@ -52,7 +52,16 @@ def plan_host(name: str, config: HostConfig, facts: HostHardware | Unreadable | 
         return HostPlan(name, "?", None, error=facts.message)
     hw = facts.hardware()
     decision = size(config, hw)
-    return HostPlan(name, describe(hw), decision, facts.warnings + decision.warnings, facts=facts)
+    return HostPlan(name, describe(hw), decision, facts.warnings + decision.warnings + config_warnings(config),
+                    facts=facts)
+
+
+def config_warnings(config: HostConfig) -> tuple[str, ...]:
+    """Choices that work but cost the developer: said in the plan, before anything runs."""
+    if config.claude_permission_mode == "auto":
+        return ("claude_permission_mode 'auto': before each checked action Claude Code asks a classifier, "
+                "which runs on the local model (a second slow request per action); 'default' asks the developer",)
+    return ()
 
 
 def size_host(host, config: HostConfig) -> HostPlan:

@@ -173,3 +173,15 @@ def test_optional_gitignore_and_claude_md():
 def test_projects_of_unknown_users_are_rejected():
     with pytest.raises(Exception, match="not in developer_users"):
         validate_host_data("h", {"developer_users": ["dev"], "claude_projects": {"eve": ["/srv/x"]}})
+
+
+def test_auto_permission_mode_is_warned_about_in_the_plan():
+    from localcode.facts import HostHardware
+    from localcode.plan import plan_host
+
+    facts = HostHardware("Linux", "x86_64", 64 * 2**30, login="root")
+    assert not any("auto" in w for w in plan_host("h", config(), facts).warnings)
+    warned = plan_host("h", config(claude_permission_mode="auto"), facts).warnings
+    assert any("classifier, which runs on the local model" in w for w in warned)
+    with pytest.raises(Exception, match="claude_permission_mode"):
+        config(claude_permission_mode="bypassPermissions")
