@@ -20,6 +20,11 @@ from .plan import HostPlan
 from .settings import HostConfig
 from .shell import sh_quote
 from .userfiles import MISSING, FileState, FilesFact, parse_files, reader
+from .wiring import local_environment
+
+# Variables of a cloud setup (provider, model, credentials, endpoint) we look for in a
+# developer's login environment.
+CLOUD_NAMES = r"(ANTHROPIC_[A-Z0-9_]*|CLAUDE_CODE_(USE_[A-Z]+|OAUTH_TOKEN|SKIP_[A-Z_]*|SUBAGENT_MODEL)|AWS_[A-Z_]+|CLOUD_ML_REGION|GOOGLE_[A-Z_]+)"
 from .versions import effective_floor, known_issue_warnings
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
@@ -86,6 +91,11 @@ class DoctorFact(FactBase):
         parts.append(FilesFact().command(accounts=accounts))  # as each developer, like the deploy
         for user in users if deep_alias else ():
             cmd = sh_quote(f"{deep_alias} -p 'Say hi' --output-format json")
+            # Names only (values may be secrets) of the cloud settings the developer's login
+            # environment carries, as their own shell loads it.
+            names = "env | cut -d= -f1 | grep -E " + sh_quote(CLOUD_NAMES)
+            parts.append(f"echo {MARK}cloud-env:{sh_quote(user)}; su - {sh_quote(user)} -c "
+                         f"{sh_quote('exec $SHELL -lic ' + sh_quote(names))} 2>/dev/null")
             parts.append(f"echo {MARK}deep:{sh_quote(user)}; su - {sh_quote(user)} -c {sh_quote('exec $SHELL -lic ' + cmd)} "
                          "2>/dev/null | tail -n 1")
         return "; ".join(parts + ["true"])
@@ -210,7 +220,21 @@ def evaluate(host: str, config: HostConfig, plan: HostPlan, data: dict, checked_
             add(Check(f"claude -p {user}", PASS if ok else FAIL,
                       f"answered by {d.name}" if ok else f"no answer from {d.name}",
                       "" if ok else f"run {config.claude_alias} -p hi as {user} and read its error"))
+            add(cloud_environment_check(user, data.get(f"cloud-env:{user}", []), set(local_environment(config, d))))
     return report
+
+
+def cloud_environment_check(user: str, names: list[str], overridden: set[str]) -> Check:
+    """Cloud settings in the developer's login environment: those our settings override are
+    only listed; one they would not override wins over configured projects (reported, not fixed)."""
+    found = sorted({n.strip() for n in names if re.fullmatch(CLOUD_NAMES, n.strip())})
+    winning = [n for n in found if n not in overridden and not n.startswith(("AWS_", "CLOUD_ML_", "GOOGLE_"))]
+    if winning:
+        return Check(f"cloud env {user}", WARN, f"{', '.join(winning)} in {user}'s login environment would win over "
+                                                 "the local alias and configured projects",
+                     f"ask {user} to unset them for local sessions")
+    detail = f"overridden for local sessions: {', '.join(found)}" if found else "no cloud settings"
+    return Check(f"cloud env {user}", PASS, detail)
 
 
 def memory(plan: HostPlan, config: HostConfig) -> dict | None:
@@ -285,7 +309,9 @@ SEVERITY = {PASS: 0, SKIP: 0, WARN: 1, FAIL: 2}
 
 def column(check: Check) -> str:
     """The table column of a check: per-user checks share one ("alias", "settings", "deep")."""
-    return "deep" if check.name.startswith("claude -p") else check.name.split()[0]
+    if check.name.startswith("claude -p"):
+        return "deep"
+    return "cloud env" if check.name.startswith("cloud env") else check.name.split()[0]
 
 
 def table(reports: list[HostReport]) -> str:

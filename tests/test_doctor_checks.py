@@ -75,3 +75,16 @@ def test_a_stopped_server_skips_what_depends_on_it():
     report = run({**healthy(), "service": ["inactive"], "version": [""]})
     statuses = {c.name: c.status for c in report.checks}
     assert statuses["service"] == FAIL and statuses["ollama"] == SKIP and "models" not in statuses
+
+
+def test_cloud_settings_in_a_login_environment_are_reported_not_fixed():
+    from localcode.doctor import WARN, cloud_environment_check
+    from localcode.wiring import local_environment
+
+    ours = set(local_environment(CONFIG, D))
+    clean = cloud_environment_check("dev", ["EDITOR"], ours)
+    assert clean.status == PASS and clean.detail == "no cloud settings"
+    covered = cloud_environment_check("dev", ["CLAUDE_CODE_USE_BEDROCK", "ANTHROPIC_MODEL", "AWS_PROFILE"], ours)
+    assert covered.status == PASS and "ANTHROPIC_MODEL" in covered.detail
+    winning = cloud_environment_check("dev", ["ANTHROPIC_BETAS", "ANTHROPIC_MODEL"], ours)
+    assert winning.status == WARN and winning.detail.startswith("ANTHROPIC_BETAS in dev's login environment")
