@@ -9,12 +9,15 @@ checked (an upgraded binary can sit beside a stale server)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from gevent import sleep
 from packaging.version import Version
 from pyinfra import host
-from pyinfra.api import FactBase, operation
+from pyinfra.api import FactBase, FunctionCommand, operation
 from pyinfra.api.exceptions import FactProcessError
 from pyinfra.operations import systemd
 
@@ -35,6 +38,7 @@ MANUAL_LIB = "/usr/local/lib/ollama"  # what install.sh leaves; stale libs crash
 UNIT = "/etc/systemd/system/ollama.service"
 DROPIN = "/etc/systemd/system/ollama.service.d/localcode.conf"
 SERVICE_HOME = "/usr/share/ollama"
+HOME_DIRS = ("/home", "/root", "/run/user")    # what ProtectHome= hides
 ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
 
@@ -199,14 +203,34 @@ def running_version(api: str, version: str | None, minimum: str | None = None, t
         return
     if version is None:
         version = ""  # any version once the server answers: checked against the floor next run
-    script = (
-        'i=0; while [ "$i" -lt "$3" ]; do '
-        'got=$(curl -s --max-time 2 "http://$1/api/version" | sed -n \'s/.*"version":"\\([^"]*\\)".*/\\1/p\'); '
-        '[ -n "$got" ] && [ -z "$2" -o "$got" = "$2" ] && exit 0; i=$((i+1)); sleep 1; done; '
-        'echo "Ollama server at $1 reports ${got:-nothing (not running)}, expected $2: the service did not '
-        'come up at the installed version (see journalctl -u ollama)" >&2; exit 1'
-    )
-    yield command("sh", "-c", script, "localcode", api, version, str(timeout_s))
+    yield FunctionCommand(_wait_for_version, (api, version, timeout_s), {})
+
+
+def api_json(host, api: str, path: str, body: dict | None = None, timeout_s: int = 30) -> Any:
+    """The Ollama server's JSON answer at `path` (a POST of `body` when given), fetched on the
+    host and parsed here with a real JSON parser; None when no JSON came back."""
+    args = ["-s", "--max-time", str(timeout_s)]
+    if body is not None:
+        args += ["-X", "POST", "-H", "Content-Type: application/json", "-d", json.dumps(body)]
+    status, output = host.run_shell_command(command("curl", *args, f"http://{api}{path}"))
+    try:
+        return json.loads(output.stdout) if status else None
+    except ValueError:
+        return None
+
+
+def _wait_for_version(state, host, api: str, version: str, timeout_s: int) -> bool:  # noqa: ARG001
+    """Poll /api/version once a second until the server reports `version` (any, when empty)."""
+    got = None
+    for _ in range(timeout_s):
+        answer = api_json(host, api, "/api/version", timeout_s=2)
+        got = answer.get("version") if isinstance(answer, dict) else None
+        if isinstance(got, str) and got and (not version or got == version):
+            return True
+        sleep(1)
+    host.log(f"Ollama server at {api} reports {got or 'nothing (not running)'}, expected {version}: the service did "
+             "not come up at the installed version (see journalctl -u ollama)")
+    return False
 
 
 def install_plan(config: HostConfig, decision: Decision, state: OllamaState) -> InstallPlan:
@@ -219,10 +243,27 @@ def managed_paths(os_name: str) -> list[str]:
     return [UNIT, DROPIN] if os_name == "Linux" else []
 
 
+def unit_path(path: str) -> str:
+    """A path as one word of a systemd path-list setting: quoted, `%` not a specifier."""
+    escaped = path.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return f'"{escaped}"'
+
+
+def unit(config: HostConfig) -> bytes:
+    """Our sandboxed systemd unit. The server writes only its home and the model store
+    (OLLAMA_MODELS when set); a store under a home directory is bound into an otherwise empty
+    /home, /root and /run/user."""
+    store = config.ollama_environment.get("OLLAMA_MODELS")
+    in_home = store is not None and any(store == d or store.startswith(f"{d}/") for d in HOME_DIRS)
+    writable = [SERVICE_HOME] + ([store] if store and not in_home else [])
+    return render("ollama.service.j2", binary=BIN_LINK, source="deploy.py",
+                  writable=[unit_path(p) for p in writable], home_store=unit_path(store) if in_home else None)
+
+
 def linux_files(config: HostConfig, decision: Decision) -> list[ManagedFile]:
     """Our systemd unit and its drop-in with the server environment."""
     return [
-        ManagedFile(UNIT, render("ollama.service.j2", binary=BIN_LINK, source="deploy.py"), "0644"),
+        ManagedFile(UNIT, unit(config), "0644"),
         ManagedFile(DROPIN, render("ollama-environment.conf.j2", environment=server_environment(config, decision)),
                     "0644"),
     ]

@@ -1,9 +1,10 @@
-"""Issue 4 on the lab: Ollama installed and upgraded, verified, service-managed, idempotent,
-and a tampered release fails its host only while the previous version keeps running."""
+"""Issue 4 on the lab: Ollama installed and upgraded, verified, service-managed (sandboxed),
+idempotent, and a tampered release fails its host only while the previous version keeps running."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -29,6 +30,21 @@ def lab(tmp_path_factory) -> Lab:
 def server_version(lab: Lab, host: str) -> str:
     out = lab.ssh(host, "curl -sf --retry 10 --retry-connrefused --retry-delay 1 http://127.0.0.1:11434/api/version").stdout
     return json.loads(out)["version"]
+
+
+def assert_sandboxed(lab: Lab, host: str) -> None:
+    """The running server is sandboxed: systemd's own exposure score is at most 4.5, the GPU
+    device groups stay reachable (everything else is closed), the process has no capabilities."""
+    report = lab.ssh(host, "systemd-analyze security ollama.service").stdout
+    overall = next(line for line in report.splitlines() if "Overall exposure level" in line)
+    assert float(re.search(r": (\d+\.\d+) ", overall).group(1)) <= 4.5, report
+    devices = lab.ssh(host, "systemctl show -p DevicePolicy -p DeviceAllow ollama.service").stdout.splitlines()
+    assert "DevicePolicy=closed" in devices, devices
+    allowed = dict(line.removeprefix("DeviceAllow=").split() for line in devices if line.startswith("DeviceAllow="))
+    assert {group: allowed.get(group) for group in ("char-nvidia*", "char-drm", "char-kfd")} == \
+        {"char-nvidia*": "rw", "char-drm": "rw", "char-kfd": "rw"}, devices
+    status = lab.ssh(host, "grep -E '^(CapBnd|CapEff|NoNewPrivs):' /proc/$(systemctl show -p MainPID --value ollama)/status")
+    assert status.stdout.split() == ["CapEff:", "0000000000000000", "CapBnd:", "0000000000000000", "NoNewPrivs:", "1"]
 
 
 def tampered_release(lab: Lab, version: str) -> str:
@@ -62,6 +78,7 @@ def test_install_upgrade_idempotence_and_tamper(lab: Lab, tmp_path):
         assert ports == ["127.0.0.1:11434"], listeners
         verify = lab.ssh(host, "systemd-analyze verify /etc/systemd/system/ollama.service", check=False)
         assert verify.returncode == 0 and verify.stderr == "" and verify.stdout == "", verify
+        assert_sandboxed(lab, host)
     # The install.sh layout is gone: no stale lib/ollama beside the new release.
     lab.ssh(preinstalled.name, "test ! -e /usr/local/lib/ollama && test -L /usr/local/bin/ollama")
     assert lab.ssh(preinstalled.name, "ollama --version").stdout.strip() == "ollama version is 0.21.0"
