@@ -5,7 +5,6 @@ and read `/api/show` back to confirm num_ctx. Optionally prune undeclared models
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,8 @@ from pyinfra.api import FactBase, FunctionCommand, operation
 
 from . import helpers, sources
 from .bundle_index import load_index, manifest_path
-from .facts import OllamaState, ShownModel
-from .ollama import failure
+from .facts import OllamaState, ShownModel, parse_parameters
+from .ollama import api_json, failure
 from .settings import HostConfig
 from .shell import command, sh_quote
 from .sizing import Decision
@@ -67,10 +66,18 @@ def pull(api: str, model: str, digest: str | None, state: OllamaState):
         return
     yield FunctionCommand(_stream_pull, (api, model), {})
     if pin:
-        yield command("sh", "-c", 'd=$(curl -s "http://$1/api/tags" | tr "{" "\\n" | grep "\\"name\\":\\"$2\\"" '
-                      '| sed -n \'s/.*"digest":"\\([0-9a-f]*\\)".*/\\1/p\'); [ "$d" = "$3" ] || '
-                      '{ echo "$2: the registry served digest ${d:-none}, pinned $3" >&2; exit 1; }',
-                      "localcode", api, model, pin)
+        yield FunctionCommand(_check_digest, (api, model, pin), {})
+
+
+def _check_digest(state, host, api: str, model: str, pin: str) -> bool:  # noqa: ARG001
+    """The pulled model's digest, as /api/tags lists it, is the pinned one."""
+    tags = api_json(host, api, "/api/tags")
+    listed = tags.get("models") if isinstance(tags, dict) else None
+    digest = next((m.get("digest") for m in listed or () if isinstance(m, dict) and m.get("name") == model), None)
+    if digest == pin:
+        return True
+    host.log(f"{model}: the registry served digest {digest or 'none'}, pinned {pin}")
+    return False
 
 
 class StoreBlobsFact(FactBase):
@@ -135,13 +142,33 @@ def derived_model(api: str, model: str, modelfile: str, parameters: dict, shown:
     num_ctx from /api/show."""
     name = model
     if shown is not None and parameters_match(shown.parameters, parameters) and not recreate():
-        host.noop(f"{name} exists with num_ctx {shown.parameters.get('num_ctx')} and the planned parameters")
+        host.noop(f"{name} exists with num_ctx {shown_value(shown.parameters.get('num_ctx'))} and the planned "
+                  "parameters")
         return
     yield command("env", f"OLLAMA_HOST={api}", "ollama", "create", name, "-f", modelfile)
-    yield command("sh", "-c", 'n=$(curl -s -X POST -H "Content-Type: application/json" -d "$2" "http://$1/api/show" '
-                  '| tr "," "\\n" | sed -n \'s/.*num_ctx *\\([0-9]*\\).*/\\1/p\' | head -1); [ "$n" = "$3" ] || '
-                  '{ echo "$4: /api/show reports num_ctx ${n:-none}, planned $3" >&2; exit 1; }',
-                  "localcode", api, json.dumps({"model": name}), str(parameters["num_ctx"]), name)
+    yield FunctionCommand(_confirm_parameters, (api, name, parameters), {})
+
+
+def _confirm_parameters(state, host, api: str, name: str, parameters: dict) -> bool:  # noqa: ARG001
+    """The created model's parameters, read back from /api/show, are the planned ones. Parsed
+    as numbers, not digits: Ollama prints num_ctx 1048576 as `1.048576e+06`."""
+    answer = api_json(host, api, "/api/show", {"model": name})
+    shown = answer if isinstance(answer, dict) else {"error": "no JSON answer"}
+    try:
+        have = parse_parameters(shown.get("parameters") or "")
+    except (AttributeError, ValueError):
+        have = {}
+    wrong = [k for k, v in parameters.items() if not parameters_match(have, {k: v})]
+    if not wrong:
+        return True
+    host.log(f"{name}: /api/show reports " + (shown.get("error") or ", ".join(
+        f"{k} {shown_value(have.get(k, 'none'))}, planned {parameters[k]}" for k in wrong)))
+    return False
+
+
+def shown_value(value: Any) -> str:
+    """A parameter as read back, for messages: `1.048576e+06` parses as 1048576.0, shown 1048576."""
+    return str(int(value) if isinstance(value, float) and value.is_integer() else value)
 
 
 @operation()

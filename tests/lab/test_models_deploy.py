@@ -88,3 +88,16 @@ def test_model_missing_from_registry_fails_its_host_alone(lab: Lab, tmp_path):
     assert code != 0
     assert failed_hosts(results) == {"gpuws"}
     assert "team/ghost:1b" in err and "file does not exist" in err
+
+
+def test_a_million_token_context_is_created_and_confirmed(lab: Lab, tmp_path):
+    """Ollama prints num_ctx 1048576 as `1.048576e+06` in /api/show: read back as a number, the
+    derived model is confirmed, and a second run leaves it alone."""
+    million = {"gpuws": {"model": "nemotron-3-nano:30b", "num_ctx": 1048576}}
+    inventory = write_inventory(tmp_path / "million.py", lab, million)
+    code, results, err = deploy(lab, inventory, "--limit", "gpuws")
+    assert code == 0, err
+    name = "localcode/nemotron-3-nano:30b-1024k"
+    assert "num_ctx                        1.048576e+06" in show(lab, "gpuws", name)["parameters"]
+    code, results, err = deploy(lab, inventory, "--limit", "gpuws")
+    assert code == 0 and changed_ops(results) == [], err
