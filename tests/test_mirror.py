@@ -9,6 +9,7 @@ Tests of the Ollama part skip while tests/standin/build_release.py does not exis
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -16,15 +17,20 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
 
+from localcode.bundle_index import blob_path, claude_path, manifest_path, ollama_path
 from localcode.lab import claude_code as cc
 from localcode.lab import mirror
 from localcode.lab.paths import STANDIN_DIR
+
+REPO = Path(__file__).resolve().parents[1]
 
 CLAUDE_VERSION = cc.DEFAULT_CLAUDE_VERSION
 OLLAMA_VERSIONS = ["0.14.3", "0.17.1"]
@@ -427,3 +433,110 @@ def test_standin_source_change_rebuilds_the_ollama_release(tmp_path):
     assert (root / rel).stat().st_ino != ino
     stamp = json.loads((root / mirror.STAMP_NAME).read_text())
     assert stamp["parts"][f"ollama/{OLLAMA_VERSIONS[0]}"]["key"]["standin"] == mirror.standin_source_hash(standin)
+
+
+# --------------------------------------------------------------------------- `localcode bundle` verifies what it fetches
+
+
+class Upstream:
+    """The three sources `localcode bundle` reads (Ollama releases, Claude Code releases, the
+    model registry), laid out as files under one root and served over HTTP from a thread."""
+
+    OLLAMA, CLAUDE, MODEL = "1.0.0", "2.0.0", "team/tiny:1b"
+
+    def __init__(self, root: Path):
+        self.root = root
+        release = b"an ollama release" * 1000
+        self.put(f"ollama/v{self.OLLAMA}/ollama-linux-amd64.tar.zst", release)
+        self.put(f"ollama/v{self.OLLAMA}/sha256sum.txt",
+                 f"{hashlib.sha256(release).hexdigest()}  ollama-linux-amd64.tar.zst\n".encode())
+        binary = b"a claude binary" * 1000
+        self.put(f"claude/{self.CLAUDE}/linux-x64/claude", binary)
+        self.put(f"claude/{self.CLAUDE}/manifest.json", json.dumps({"platforms": {"linux-x64": {
+            "checksum": hashlib.sha256(binary).hexdigest(), "size": len(binary)}}}).encode())
+        blobs = [b'{"model_format":"gguf"}', b"GGUF weights" * 2000]
+        digests = [f"sha256:{hashlib.sha256(b).hexdigest()}" for b in blobs]
+        for digest, blob in zip(digests, blobs):
+            self.put(f"registry/v2/team/tiny/blobs/{digest}", blob)
+        self.put("registry/v2/team/tiny/manifests/1b", json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"digest": digests[0], "size": len(blobs[0])},
+            "layers": [{"digest": digests[1], "size": len(blobs[1])}]}).encode())
+        self.weights = digests[1]
+        handler = functools.partial(SimpleHTTPRequestHandler, directory=str(root))
+        handler.log_message = lambda *a: None
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def put(self, path: str, data: bytes) -> None:
+        (self.root / path).parent.mkdir(parents=True, exist_ok=True)
+        (self.root / path).write_bytes(data)
+
+    def corrupt(self, path: str) -> None:
+        """Serve the file with one byte changed (same size): only its sha256 can tell."""
+        data = bytearray((self.root / path).read_bytes())
+        data[len(data) // 2] ^= 0x01
+        (self.root / path).write_bytes(bytes(data))
+
+    def bundle(self, directory: Path) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(REPO / ".venv/bin/localcode"), "bundle", str(directory), "--model", self.MODEL, "--quiet",
+             "--ollama-version", self.OLLAMA, "--claude-version", self.CLAUDE,
+             "--ollama-url", f"{self.url}/ollama", "--claude-url", f"{self.url}/claude",
+             "--registry", f"{self.url}/registry"], cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def upstream(tmp_path):
+    up = Upstream(tmp_path / "upstream")
+    yield up
+    up.server.shutdown()
+    up.server.server_close()
+
+
+def _kept(bundle: Path, relative: str) -> list[str]:
+    """What the bundle holds of a file: itself, its .partial or its .sha256 stamp."""
+    return [p.name for p in (bundle / relative).parent.glob(Path(relative).name + "*")] \
+        if (bundle / relative).parent.is_dir() else []
+
+
+def test_bundle_of_intact_sources_is_complete(upstream, tmp_path):
+    done = upstream.bundle(tmp_path / "bundle")
+    assert done.returncode == 0, done.stderr
+    index = json.loads((tmp_path / "bundle/bundle.json").read_text())
+    assert [m["name"] for m in index["models"]] == [upstream.MODEL]
+    assert (tmp_path / "bundle" / blob_path(upstream.weights)).is_file()
+
+
+def test_a_corrupted_release_is_refused_and_not_kept(upstream, tmp_path):
+    release = f"ollama/v{upstream.OLLAMA}/ollama-linux-amd64.tar.zst"
+    upstream.corrupt(release)
+    done = upstream.bundle(tmp_path / "bundle")
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: {upstream.url}/{release}: sha256 ") and "discarded" in done.stderr
+    assert _kept(tmp_path / "bundle", ollama_path(upstream.OLLAMA, "ollama-linux-amd64.tar.zst")) == []
+    assert not (tmp_path / "bundle/bundle.json").exists()
+
+
+def test_a_corrupted_claude_binary_is_refused_and_not_kept(upstream, tmp_path):
+    upstream.corrupt(f"claude/{upstream.CLAUDE}/linux-x64/claude")
+    done = upstream.bundle(tmp_path / "bundle")
+    assert done.returncode == 1
+    assert f"{upstream.url}/claude/{upstream.CLAUDE}/linux-x64/claude: sha256 " in done.stderr, done.stderr
+    assert _kept(tmp_path / "bundle", claude_path(upstream.CLAUDE, "linux-x64/claude")) == []
+    assert not (tmp_path / "bundle/bundle.json").exists()
+
+
+def test_a_corrupted_blob_is_refused_and_not_kept(upstream, tmp_path):
+    upstream.corrupt(f"registry/v2/team/tiny/blobs/{upstream.weights}")
+    done = upstream.bundle(tmp_path / "bundle")
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: {upstream.url}/registry/v2/team/tiny/blobs/{upstream.weights}: sha256 ")
+    assert _kept(tmp_path / "bundle", blob_path(upstream.weights)) == []
+    assert not (tmp_path / "bundle" / manifest_path(upstream.MODEL)).exists()
+    assert not (tmp_path / "bundle/bundle.json").exists()
+    # Once the registry serves the right bytes, the same directory completes.
+    upstream.put(f"registry/v2/team/tiny/blobs/{upstream.weights}", b"GGUF weights" * 2000)
+    assert upstream.bundle(tmp_path / "bundle").returncode == 0
+    assert (tmp_path / "bundle" / manifest_path(upstream.MODEL)).is_file()

@@ -16,6 +16,7 @@ import pytest
 from localcode.bundle_index import load_index
 from localcode.lab import fleet
 from localcode.lab.inventory import lab_bundle_dir
+from localcode.sources import MODEL_STAGING
 
 from .conftest import REPO, Lab, lab_spec_file, start_lab
 from .deploy_helpers import changed_ops, deploy, write_inventory
@@ -32,6 +33,36 @@ def lab(tmp_path_factory) -> Lab:
                    cwd=REPO, check=True, capture_output=True)
     yield lab
     fleet.down(lab.spec.name)
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below pid right now (from each /proc/<pid>/stat's parent), parents first."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(0), [])
+        found += kids
+        todo += kids
+    return found
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a process this test started and everything it started (rsync, ssh), by PID:
+    the tree is taken while it is alive, so no PID can have been reused; then its own process
+    group, for a child forked meanwhile."""
+    for pid in [proc.pid, *descendants(proc.pid)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def bundle_dir(lab: Lab) -> Path:
@@ -134,7 +165,7 @@ def test_killed_transfer_resumes_to_a_verified_blob(lab: Lab, tmp_path):
     proc = subprocess.Popen([str(REPO / ".venv/bin/pyinfra"), "-y", str(write_inventory(tmp_path / "k.py", lab)),
                              "deploy.py", "--limit", "airgap"], cwd=REPO, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    incoming = "/usr/share/ollama/.ollama/localcode-incoming/models/blobs"
+    incoming = f"{MODEL_STAGING}/models/blobs"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         sizes = lab.ssh("airgap", f"find {incoming} -type f -printf '%s\\n' 2>/dev/null; true").stdout.split()
@@ -142,9 +173,7 @@ def test_killed_transfer_resumes_to_a_verified_blob(lab: Lab, tmp_path):
             break
         time.sleep(0.2)
     assert proc.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    subprocess.run(["pkill", "-KILL", "-f", "rsync --bwlimit=200"], check=False)
+    kill_tree(proc)
     partial = lab.ssh("airgap", f"find {incoming} -type f 2>/dev/null; true").stdout.split()
     assert partial, "the kill happened before any byte arrived"
     assert lab.ssh("airgap", f"test -e {STORE}/blobs/{Path(big.path).name}", check=False).returncode != 0
