@@ -218,13 +218,23 @@ def _darwin(lines: list[str]) -> tuple[int, str, int | None]:
     return ram, chip, _in_range("sysctl iogpu.wired_limit_mb", limit_mb * MiB, (MiB, ram), limit)
 
 
+def _tool_lines(tool: str, section: str, vendor: str, s: dict[str, list[str]],
+                warnings: list[str]) -> list[str] | None:
+    """A GPU tool's output lines, or None (with a warning) when the tool failed: no working
+    driver means no GPU, not a broken host."""
+    status = _exit_status(tool, section, s)
+    lines = _text_lines(tool, s[section])
+    if status != 0:
+        warnings.append(f"{tool} failed (exit {status}; no working {vendor} driver?): "
+                        f"{_excerpt(' '.join(lines))}; GPU ignored")
+        return None
+    return lines
+
+
 def _nvidia(s: dict[str, list[str]], warnings: list[str]) -> list[Gpu]:
     """`name, memory.total` lines (MiB, no units)."""
-    status = _exit_status("nvidia-smi", "nvidia", s)
-    lines = _text_lines("nvidia-smi", s["nvidia"])
-    if status != 0:
-        warnings.append(f"nvidia-smi failed (exit {status}; no working NVIDIA driver?): "
-                        f"{_excerpt(' '.join(lines))}; GPU ignored")
+    lines = _tool_lines("nvidia-smi", "nvidia", "NVIDIA", s, warnings)
+    if lines is None:
         return []
     gpus = []
     for number, line in enumerate(lines, 1):
@@ -245,11 +255,8 @@ def _nvidia(s: dict[str, list[str]], warnings: list[str]) -> list[Gpu]:
 
 def _amd(s: dict[str, list[str]], warnings: list[str]) -> list[Gpu]:
     """rocm-smi's JSON: {"card0": {"VRAM Total Memory (B)": "17163091968", ...}, ...}."""
-    status = _exit_status("rocm-smi", "amd", s)
-    lines = _text_lines("rocm-smi", s["amd"])
-    if status != 0:
-        warnings.append(f"rocm-smi failed (exit {status}; no working AMD driver?): "
-                        f"{_excerpt(' '.join(lines))}; GPU ignored")
+    lines = _tool_lines("rocm-smi", "amd", "AMD", s, warnings)
+    if lines is None:
         return []
     text = "\n".join(lines)
     try:
