@@ -62,6 +62,17 @@ def set_json(text: str, path: tuple[str, ...], values: dict[str, Any]) -> str:
     return text
 
 
+def seed_json(text: str, path: tuple[str, ...], values: dict[str, Any]) -> str:
+    """Like set_json, but only for members that are absent: state the program itself keeps
+    afterwards (a theme the developer changed, a version it recorded) is never reset."""
+    current = json.loads(text) if text.strip() else {}
+    for key in path:
+        current = current.get(key) if isinstance(current, dict) else None
+    present = set(current) if isinstance(current, dict) else set()
+    missing = {k: v for k, v in values.items() if k not in present}
+    return set_json(text, path, missing) if missing else text
+
+
 def _object_span(text: str, path: tuple[str, ...]) -> tuple[int, int]:
     """(index of '{', index of its matching '}') of the object at path."""
     start = _skip_ws(text, 0)

@@ -167,12 +167,12 @@ def user_edits(config: HostConfig, decision: Decision, account: Account,
     def add(path: str, new: str, why: str) -> None:
         edits.append(Edit(path, new, why))
 
-    def merged(path: str, *changes: tuple[tuple[str, ...], dict]) -> str:
-        """The file's text with each (object path, members) set; other keys untouched."""
+    def merged(path: str, *changes: tuple[tuple[str, ...], dict], edit=textedit.set_json) -> str:
+        """The file's text with each (object path, members) set (by `edit`); other keys untouched."""
         current = text(path)
         try:
             for where, values in changes:
-                current = textedit.set_json(current, where, values)
+                current = edit(current, where, values)
         except JsonEditError as exc:
             raise JsonEditError(f"{path}: {exc}") from None
         return current
@@ -187,11 +187,13 @@ def user_edits(config: HostConfig, decision: Decision, account: Account,
     add(f"{profile}/settings.json", merged(f"{profile}/settings.json", *local_settings),
         "the local profile's model and environment")
     # The local profile is ours: its first run opens at the prompt (onboarding done, the
-    # developer's theme, no auto-mode offer); only configured projects are trusted.
+    # developer's theme, no auto-mode offer); only configured projects are trusted. Seeded
+    # once: what Claude Code or the developer changes there afterwards stays.
     first_run = {"hasCompletedOnboarding": True, "lastOnboardingVersion": config.claude_version,
                  "theme": cloud_theme(text(f"{account.home}/.claude.json")), "hasSeenAutoDefaultNudge": True}
     add(f"{profile}/.claude.json", merged(f"{profile}/.claude.json", ((), first_run),
-                                          *((("projects", p), {"hasTrustDialogAccepted": True}) for p in projects)),
+                                          *((("projects", p), {"hasTrustDialogAccepted": True}) for p in projects),
+                                          edit=textedit.seed_json),
         "the local profile's first run and project trust")
     claude_json = f"{account.home}/.claude.json"
     cloud_changes: list[tuple[tuple[str, ...], dict]] = []

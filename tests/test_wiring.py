@@ -191,3 +191,12 @@ def test_auto_permission_mode_is_warned_about_in_the_plan():
     assert any("classifier, which runs on the local model" in w for w in warned)
     with pytest.raises(Exception, match="claude_permission_mode"):
         config(claude_permission_mode="bypassPermissions")
+
+
+def test_first_run_state_is_seeded_once_and_never_reset():
+    seeded = {e.path: e for e in user_edits(config(), DECISION, account("/bin/bash"), {})}
+    path = "/home/dev/.claude-local/.claude.json"
+    later = json.loads(seeded[path].text) | {"theme": "light", "lastOnboardingVersion": "2.1.400", "numStartups": 4}
+    again = {e.path: e for e in user_edits(config(), DECISION, account("/bin/bash"),
+                                           {path: FileState(json.dumps(later), "600")})}
+    assert json.loads(again[path].text) == later

@@ -85,7 +85,8 @@ def test_wiring_per_developer_user(lab: Lab, tmp_path):
                                f"{home}/.claude-local/settings.json").stdout.split()
         assert owners == [user.name] * 3
         settings = json.loads(lab.ssh(host, f"cat {home}/project/.claude/settings.json").stdout)
-        assert settings["permissions"] == {"allow": ["Bash(make test:*)"]} and settings["env"]["EDITOR"] == "vim"
+        assert settings["permissions"] == {"allow": ["Bash(make test:*)"], "defaultMode": "default"}
+        assert settings["env"]["EDITOR"] == "vim"
         assert settings["model"] == model
         trust = json.loads(lab.ssh(host, f"cat {home}/.claude.json").stdout)
         assert trust["numStartups"] == 3 and trust["projects"]["/tmp"] == {"allowedTools": []}
