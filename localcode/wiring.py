@@ -144,13 +144,17 @@ def claude_md_section(config: HostConfig, decision: Decision) -> str:
             f"`{config.claude_alias}` does the same from any directory.")
 
 
-def cloud_theme(claude_json: str) -> str:
-    """The theme the developer chose in their cloud profile (`~/.claude.json`), else dark."""
-    try:
-        theme = json.loads(claude_json).get("theme") if claude_json.strip() else None
-    except (ValueError, AttributeError):
-        theme = None
-    return theme if theme in THEMES else "dark"
+def cloud_theme(*documents: str) -> str:
+    """The theme the developer chose in their cloud profile (its settings.json, then the older
+    place, `~/.claude.json`), else dark."""
+    for document in documents:
+        try:
+            theme = json.loads(document).get("theme") if document.strip() else None
+        except (ValueError, AttributeError):
+            theme = None
+        if theme in THEMES:
+            return theme
+    return "dark"
 
 
 def user_edits(config: HostConfig, decision: Decision, account: Account,
@@ -184,13 +188,15 @@ def user_edits(config: HostConfig, decision: Decision, account: Account,
     for path in rc_paths(account, existing):
         new = f"{body}\n" if path.endswith("/localcode.fish") else apply_block(text(path), body)
         add(path, new, f"the {config.claude_alias} alias")
-    add(f"{profile}/settings.json", merged(f"{profile}/settings.json", *local_settings),
-        "the local profile's model and environment")
-    # The local profile is ours: its first run opens at the prompt (onboarding done, the
-    # developer's theme, no auto-mode offer); only configured projects are trusted. Seeded
-    # once: what Claude Code or the developer changes there afterwards stays.
+    theme = cloud_theme(text(f"{account.home}/.claude/settings.json"), text(f"{account.home}/.claude.json"))
+    profile_settings = textedit.seed_json(merged(f"{profile}/settings.json", *local_settings), (), {"theme": theme})
+    add(f"{profile}/settings.json", profile_settings, "the local profile's model and environment")
+    # The local profile is ours: its first run opens at the prompt (onboarding done, no
+    # auto-mode offer; the developer's theme is in its settings.json, where Claude Code keeps
+    # it); only configured projects are trusted. Seeded once: what Claude Code or the developer
+    # changes there afterwards stays.
     first_run = {"hasCompletedOnboarding": True, "lastOnboardingVersion": config.claude_version,
-                 "theme": cloud_theme(text(f"{account.home}/.claude.json")), "hasSeenAutoDefaultNudge": True}
+                 "hasSeenAutoDefaultNudge": True}
     add(f"{profile}/.claude.json", merged(f"{profile}/.claude.json", ((), first_run),
                                           *((("projects", p), {"hasTrustDialogAccepted": True}) for p in projects),
                                           edit=textedit.seed_json),

@@ -72,7 +72,8 @@ def test_profile_settings_carry_exactly_the_local_environment():
     assert local_environment(config(), DECISION) == EXPECTED_ENV
     edits = {e.path: e for e in user_edits(config(), DECISION, account("/bin/bash"), {})}
     profile = json.loads(edits["/home/dev/.claude-local/settings.json"].text)
-    assert profile == {"model": DECISION.name, "env": EXPECTED_ENV, "permissions": {"defaultMode": "default"}}
+    assert profile == {"model": DECISION.name, "env": EXPECTED_ENV, "permissions": {"defaultMode": "default"},
+                       "theme": "dark"}
     auto = json.loads({e.path: e for e in user_edits(config(claude_permission_mode="auto"), DECISION,
                                                       account("/bin/bash"), {})}[
         "/home/dev/.claude-local/settings.json"].text)
@@ -119,10 +120,10 @@ def test_the_local_profile_opens_at_the_prompt_and_trusts_only_configured_projec
                                            account("/bin/bash"), cloud)}
     first_run = json.loads(edits["/home/dev/.claude-local/.claude.json"].text)
     assert first_run == {"hasCompletedOnboarding": True, "lastOnboardingVersion": "2.1.330",
-                         "theme": "light-daltonized", "hasSeenAutoDefaultNudge": True,
-                         "projects": {project: {"hasTrustDialogAccepted": True}}}
+                         "hasSeenAutoDefaultNudge": True, "projects": {project: {"hasTrustDialogAccepted": True}}}
+    assert json.loads(edits["/home/dev/.claude-local/settings.json"].text)["theme"] == "light-daltonized"
     plain = {e.path: e for e in user_edits(config(), DECISION, account("/bin/bash"), {})}
-    assert json.loads(plain["/home/dev/.claude-local/.claude.json"].text)["theme"] == "dark"
+    assert json.loads(plain["/home/dev/.claude-local/settings.json"].text)["theme"] == "dark"
     assert "projects" not in json.loads(plain["/home/dev/.claude-local/.claude.json"].text)
 
 
@@ -196,7 +197,7 @@ def test_auto_permission_mode_is_warned_about_in_the_plan():
 def test_first_run_state_is_seeded_once_and_never_reset():
     seeded = {e.path: e for e in user_edits(config(), DECISION, account("/bin/bash"), {})}
     path = "/home/dev/.claude-local/.claude.json"
-    later = json.loads(seeded[path].text) | {"theme": "light", "lastOnboardingVersion": "2.1.400", "numStartups": 4}
+    later = json.loads(seeded[path].text) | {"lastOnboardingVersion": "2.1.400", "numStartups": 4}
     again = {e.path: e for e in user_edits(config(), DECISION, account("/bin/bash"),
                                            {path: FileState(json.dumps(later), "600")})}
     assert json.loads(again[path].text) == later
