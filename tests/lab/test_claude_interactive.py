@@ -7,14 +7,13 @@ the command's output once accepted; in any other folder it still asks for folder
 
 from __future__ import annotations
 
-import itertools
 import json
-import os
 import shlex
 import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import yaml
@@ -35,7 +34,6 @@ FIRST_RUN = ("Choose the text style", "Security notes", "Quick safety check", "t
 READY = "? for shortcuts"  # the input box's footer: claude waits for a prompt
 WAIT = 60.0
 RETRY = 3.0  # a dialog may drop a key that arrives while it is still being set up: pressed again after this
-TERMINALS = itertools.count()
 SIGN_IN_WARNING = ("the project's .claude/settings.json sets CLAUDE_CODE_OAUTH_TOKEN, which Claude Code ignores in "
                    "project settings and warns about: 'CLAUDE_CODE_OAUTH_TOKEN in .claude/settings.json is ignored'")
 
@@ -65,16 +63,17 @@ def lab(tmp_path_factory) -> Iterator[Lab]:
 
 
 class Terminal:
-    """A 200x50 terminal on the developer's login shell, on a tmux server of its own."""
+    """A 200x50 terminal on the developer's login shell, on a tmux server of its own (its
+    socket at `socket`)."""
 
-    def __init__(self, lab: Lab, user: str):
-        self.socket = f"localcode-tty-{os.getpid()}-{next(TERMINALS)}"
+    def __init__(self, lab: Lab, user: str, socket: Path):
+        self.socket = str(socket)
         ssh = fleet.ssh_argv(lab.state, HOST, user)
         self.tmux("new-session", "-d", "-x", "200", "-y", "50", "-s", "main",
                   shlex.join([ssh[0], "-tt", *ssh[1:]]))
 
     def tmux(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, "-f", "/dev/null", *args], check=True,
+        return subprocess.run(["tmux", "-S", self.socket, "-f", "/dev/null", *args], check=True,
                               capture_output=True, text=True, timeout=30).stdout
 
     def screen(self) -> str:
@@ -126,12 +125,12 @@ class Terminal:
 
 
 @pytest.fixture
-def open_terminal(lab: Lab) -> Iterator[Callable[[str], Terminal]]:
+def open_terminal(lab: Lab, tmp_path: Path) -> Iterator[Callable[[str], Terminal]]:
     """Opens a developer's terminal, at their shell's prompt; closed after the test."""
     opened: list[Terminal] = []
 
     def opener(user: str) -> Terminal:
-        term = Terminal(lab, user)
+        term = Terminal(lab, user, tmp_path / f"tmux-{len(opened)}")
         opened.append(term)
         term.wait_for(PROMPTS[SHELLS[user]])
         return term
