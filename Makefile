@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # command:Debian package pairs the lab needs on the control machine
 LAB_TOOLS := debootstrap:debootstrap systemd-nspawn:systemd-container nginx:nginx-light socat:socat \
-	nft:nftables zstd:zstd ip:iproute2 ssh:openssh-client curl:curl npm:npm dpkg-deb:dpkg rsync:rsync
+	nft:nftables zstd:zstd ip:iproute2 ssh:openssh-client curl:curl npm:npm dpkg-deb:dpkg rsync:rsync tmux:tmux
 
 PYTEST_ARGS ?=
 
