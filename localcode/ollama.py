@@ -10,6 +10,7 @@ checked (an upgraded binary can sit beside a stale server)."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from pyinfra.operations import systemd
 from . import helpers, sources
 from .facts import MARK, OllamaFact, OllamaState, _sections
 from .settings import HostConfig
-from .shell import command, sh_quote
+from .shell import as_account, command, sh_quote
 from .plan import HostPlan
 from .sizing import Decision
 from .templates import render
@@ -55,6 +56,7 @@ class OllamaLayout:
     device_groups: tuple[str, ...] = ()            # render / video, where they exist
     active: bool = False
     enabled: bool = False
+    store: str = "default"   # OLLAMA_MODELS: "default" (not set), "missing", "link", or its owner's name
 
 
 class OllamaLayoutFact(FactBase):
@@ -65,9 +67,13 @@ class OllamaLayoutFact(FactBase):
     def default(self) -> OllamaLayout:
         return OllamaLayout((), None, "missing", None, False)
 
-    def command(self) -> str:
+    def command(self, store: str | None = None) -> str:
         base = sh_quote(BASE)
+        where = sh_quote(store) if store else None
         return "; ".join([
+            # Checked without following a link: root never enters a tree another account controls.
+            f"echo {MARK}store; if [ -L {where} ]; then echo link; elif [ -d {where} ]; then "
+            f"stat -c %U {where}; else echo missing; fi" if where else f"echo {MARK}store; echo default",
             f"echo {MARK}releases; for d in {base}/*/; do [ -d \"$d\" ] && basename \"$d\"; done 2>/dev/null",
             f"echo {MARK}current; readlink {base}/current 2>/dev/null",
             f"echo {MARK}bin-link; if [ -L {BIN_LINK} ]; then echo link; readlink {BIN_LINK}; "
@@ -87,24 +93,27 @@ class OllamaLayoutFact(FactBase):
         current = next((Path(c).name for c in s.get("current", []) if c), None)
         kind_lines = s.get("bin-link", [])
         if not kind_lines or kind_lines[0] not in ("link", "file", "missing"):
-            raise FactProcessError("ollama layout: unexpected output:\n" + "\n".join(output))
+            raise FactProcessError("ollama layout: unexpected report of /usr/local/bin/ollama")
+        store = (s.get("store") or ["default"])[0].strip()
+        if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", store):
+            raise FactProcessError("ollama layout: unexpected report of the model store (OLLAMA_MODELS)")
         target = kind_lines[1] if kind_lines[0] == "link" and len(kind_lines) > 1 else None
         user = [line for line in s.get("user", []) if line.strip()]
         service = [line.strip() for line in s.get("service", [])]
         return OllamaLayout(releases, current, kind_lines[0], target, bool(s.get("manual-lib")),
                             tuple(s.get("tools", [])), tuple(user[0].split()) if user else None,
                             bool(s.get("group")), tuple(s.get("device-groups", [])),
-                            "active" in service, "enabled" in service)
+                            "active" in service, "enabled" in service, store)
 
 
 class OllamaHostFact(FactBase):
     """The server's state (OllamaFact) and, on Linux, our layout (OllamaLayoutFact) together:
     one round trip for everything the Ollama step decides on."""
 
-    def command(self, api: str, show: tuple[str, ...], layout: bool) -> str:
+    def command(self, api: str, show: tuple[str, ...], layout: bool, store: str | None = None) -> str:
         parts = [OllamaFact().command(api=api, show=show)]
         if layout:
-            parts.append(OllamaLayoutFact().command())
+            parts.append(OllamaLayoutFact().command(store=store))
         return "; ".join(parts)
 
     def default(self) -> tuple[OllamaState, OllamaLayout | None]:
@@ -287,6 +296,21 @@ def account(layout: OllamaLayout):
 
 
 @operation()
+def store_directory(store: str, layout: OllamaLayout):
+    """OLLAMA_MODELS exists before the sandboxed service starts (the unit makes it writable,
+    and systemd refuses to start with a missing path): made by the `ollama` account itself, so
+    it can only be made where that account may write."""
+    if layout.store == "ollama":
+        host.noop(f"the model store {store} exists and belongs to ollama")
+        return
+    if layout.store == "missing":
+        yield command(*as_account("Linux", "ollama"), "mkdir", "-p", "-m", "0755", store)
+        return
+    why = "is a symbolic link" if layout.store == "link" else f"belongs to {layout.store}, not to ollama"
+    yield from failure._inner(message=f"OLLAMA_MODELS {store} {why}: give the server its own directory")
+
+
+@operation()
 def enabled_and_running(layout: OllamaLayout):
     if layout.active and layout.enabled:
         host.noop("ollama.service is enabled and running")
@@ -304,6 +328,9 @@ def install_linux(config: HostConfig, decision: Decision, arch: str, rocm: bool,
         host.log(f"warning: {warning}")
 
     account(name="Ollama system user and group", layout=layout)
+    store = config.ollama_environment.get("OLLAMA_MODELS")
+    if store:
+        store_directory(name="Ollama model store (OLLAMA_MODELS)", store=store, layout=layout)
     changed = []
     if plan.action != "keep":
         template = sources.release_template("ollama", config.ollama_source, config.ollama_url_template,
@@ -330,6 +357,7 @@ def install(config: HostConfig, sizing: HostPlan, observed: dict) -> OllamaState
     facts = sizing.facts
     derived = sizing.decision.name
     state, layout = host.get_fact(OllamaHostFact, api=config.ollama_host, show=(derived,) if derived else (),
+                                  store=config.ollama_environment.get("OLLAMA_MODELS"),
                                   layout=facts.os == "Linux")
     if facts.os == "Linux":
         if facts.arch not in ARCHES:

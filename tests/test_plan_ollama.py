@@ -98,3 +98,28 @@ def test_mac_claude_code_from_the_homebrew_cask_runs_as_the_developer(monkeypatc
     assert cask.commands == ["/opt/homebrew/bin/brew install --cask claude-code"]
     assert cask.sudo and cask.sudo_user == "ana"
     assert "Claude Code 2.1.330 (verified)" not in ops
+
+
+def store_host(report: str) -> dict:
+    """A root-run Linux host whose OLLAMA_MODELS is reported as `report` by the layout fact."""
+    base = linux_base()
+    layout = base["for t in curl zstd tar"]
+    return {"developer_users": ["dev"], "ollama_environment": {"OLLAMA_MODELS": "/srv/ollama/models"},
+            "fake_responses": {"for t in curl zstd tar": [f"{M}store", report, *layout],
+                               "uname -s; uname -m": linux_hardware(64) + accounts(("dev", 1000, "/home/dev", "/bin/bash")),
+                               "/api/tags": no_ollama()}}
+
+
+def test_a_missing_model_store_is_made_by_the_ollama_account(monkeypatch):
+    ops = by_name(plan_deploy([("@fake/ws", store_host("missing"))], monkeypatch)["@fake/ws"])
+    assert ops["Ollama model store (OLLAMA_MODELS)"].commands == [
+        "runuser -u ollama -- mkdir -p -m 0755 /srv/ollama/models"]
+    ops = by_name(plan_deploy([("@fake/ws", store_host("ollama"))], monkeypatch)["@fake/ws"])
+    assert ops["Ollama model store (OLLAMA_MODELS)"].commands == []
+
+
+def test_a_model_store_that_is_a_link_or_another_accounts_fails_the_host(monkeypatch):
+    for report, why in (("link", "is a symbolic link"), ("dev", "belongs to dev, not to ollama")):
+        ops = by_name(plan_deploy([("@fake/ws", store_host(report))], monkeypatch)["@fake/ws"])
+        text = ops["Ollama model store (OLLAMA_MODELS)"].text()
+        assert f"OLLAMA_MODELS /srv/ollama/models {why}" in text and "exit 1" in text, text
