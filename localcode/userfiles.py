@@ -34,6 +34,10 @@ MAX_BYTES = 1 << 20  # rc and settings files are small; a larger one is not ours
 # `link UID TARGET_BASE64` (its owner and fully resolved target), then what the target is.
 READ_SCRIPT = r"""
 meta() { stat -c '%u %g %a %s' -- "$1" 2>/dev/null || stat -f '%u %g %Lp %z' -- "$1" 2>/dev/null; }
+# A file swapped for a fifo between the check and the read must not hang the run: where
+# timeout(1) exists, the open happens inside it.
+if command -v timeout >/dev/null 2>&1; then content() { timeout 10 base64 -- "$1"; }
+else content() { base64 < "$1"; }; fi
 for p do
   echo "MARKfile:$p"
   if [ -L "$p" ]; then
@@ -47,7 +51,7 @@ for p do
   elif [ -L "$p" ] || [ ! -f "$p" ]; then echo other
   elif ! m=$(meta "$p"); then echo unreadable
   elif [ "${m##* }" -gt MAX_BYTES ]; then echo "large ${m##* }"
-  elif b=$(base64 < "$p" 2>/dev/null); then echo "file $m"; printf '%s\n' "$b"
+  elif b=$(content "$p" 2>/dev/null); then echo "file $m"; printf '%s\n' "$b"
   else echo unreadable
   fi
 done
