@@ -136,7 +136,7 @@ def gib(n: int | float) -> str:
 
 def metal_working_set(ram_bytes: int, wired_limit_bytes: int | None) -> int:
     """What Metal lets the GPU wire: the iogpu limit when set, else ~2/3 of RAM up to 36 GiB
-    and ~3/4 above (measured by others; see shared/notes/ollama.md, Memory)."""
+    and ~3/4 above (measured by others; Apple's recommendedMaxWorkingSetSize)."""
     if wired_limit_bytes:
         return wired_limit_bytes
     return ram_bytes * 2 // 3 if ram_bytes <= 36 * GiB else ram_bytes * 3 // 4

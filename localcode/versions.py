@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from packaging.version import Version
 
-# Releases below these carry known problems for Claude Code (shared/notes/ollama.md, Versions).
+# Releases below these carry known problems for Claude Code (https://github.com/ollama/ollama/releases).
 KNOWN_ISSUES = (
     ("0.17.1", "CVE-2026-7482 (unauthenticated heap read via /api/create) is fixed in 0.17.1"),
     ("0.19.0", "streaming tool-call fixes on /v1/messages (#14816) arrived in 0.18.0/0.19.0"),

@@ -194,20 +194,16 @@ def test_synthetic_models_are_deterministic_gguf():
     assert b'"rootfs":{"type":"layers","diff_ids":[' in q.blobs[q.config_digest]
 
 
-def test_synthetic_catalog_covers_every_research_model():
-    import json
-    from pathlib import Path
+def test_synthetic_models_match_the_catalog():
+    """Every model the product's catalog knows exists as a synthetic model with the same trained
+    context and capabilities, so the lab serves what the sizing plans for."""
+    from localcode.catalog import effective_catalog
 
-    p = Path("/work/shared/data/model-catalog-research.json")
-    if not p.exists():
-        pytest.skip("research catalog not on this machine")
-    tags = [m["tag"] for m in json.loads(p.read_text())["models"]]
-    assert tags == synthetic_models.model_tags()
-    for row in synthetic_models.specs_from_catalog(str(p)):
-        s = synthetic_models.spec_for(row["tag"])
-        assert s["context"] == row["max_context"] and s["layers"] == row["n_layers"]
-        assert (s["tools"], s["thinking"], s["vision"]) == (row["tools"], row["thinking"], row["vision"])
-        assert s["params_b"] == row["params_total_b"]
+    for entry in effective_catalog((), ()).models:
+        spec = synthetic_models.spec_for(entry.tag)
+        assert spec["context"] == entry.max_context, entry.tag
+        assert (spec["tools"], spec["vision"]) == ("tools" in entry.capabilities, "vision" in entry.capabilities), \
+            entry.tag
 
 
 def test_tool_input_fills_required_and_explicit_assignments():

@@ -32,7 +32,7 @@ ExecStart=/bin/mount --bind /etc/localcode-lab/meminfo /proc/meminfo
 WantedBy=sysinit.target
 """
 
-# What Ollama's install.sh writes (see shared/notes/ollama.md, Release artifacts).
+# What Ollama's install.sh writes (https://github.com/ollama/ollama/blob/main/scripts/install.sh).
 INSTALL_SH_UNIT = """\
 [Unit]
 Description=Ollama Service

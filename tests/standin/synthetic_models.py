@@ -14,8 +14,9 @@ Each model is what `ollama pull` would store, scaled down to 1–4 MiB:
 * the config blob (application/vnd.docker.container.image.v1+json) and a Docker v2 manifest in the
   compact form Ollama's Go code writes, so the registry digest == the ID `ollama list` shows.
 
-The specs below are taken from /work/shared/data/model-catalog-research.json (see `specs_from_catalog`
-to re-derive them); they are embedded so the output depends on this file alone.
+The specs below come from the same research as localcode/catalog.yaml (models' config files and
+cards); they are embedded so the output depends on this file alone, and a test checks them
+against the catalog.
 
     python3 tests/standin/synthetic_models.py --store DIR [MODEL ...]   # write an OLLAMA_MODELS tree
     python3 tests/standin/synthetic_models.py --list
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import re
 import sys
@@ -370,15 +370,6 @@ def write_store(models_dir, models: list[SyntheticModel], with_aliases: bool = F
             os.chmod(p, 0o644)
     for d, _, _ in os.walk(root):
         os.chmod(d, 0o755)
-
-
-def specs_from_catalog(path: str) -> list[dict]:
-    """The catalog fields SPECS were taken from, for comparison when the catalog changes."""
-    with open(path) as f:
-        cat = json.load(f)
-    keys = ["tag", "aliases", "gguf_arch", "n_layers", "n_kv_heads", "head_dim", "max_context", "tools",
-            "thinking", "vision", "quant", "params_total_b", "download_gb", "sliding_window"]
-    return [{k: m.get(k) for k in keys} for m in cat["models"]]
 
 
 def main(argv: list[str] | None = None) -> int:
