@@ -11,7 +11,7 @@ import pytest
 
 from localcode.lab import fleet
 
-from ..bad_inputs.corpus import CASES
+from ..bad_inputs.corpus import CASES, SECRET
 from .conftest import REPO, Lab, lab_spec_file, start_lab
 from .deploy_helpers import write_inventory
 
@@ -62,5 +62,5 @@ def test_bad_input_changes_no_host(lab: Lab, tmp_path, case, data, expected):
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "host laptop" in output and expected in output, output[-2000:]
-    assert "Traceback" not in output
+    assert "Traceback" not in output and SECRET not in output
     assert snapshot(lab) == before
