@@ -41,21 +41,25 @@ VersionStr = Annotated[str, AfterValidator(check_version)]
 ModelTag = Annotated[str, AfterValidator(check_model_tag)]
 
 
+# Free text from inventory (extra_models) that ends up in logs and reports: one printable line.
+PlainText = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$")]
+
+
 class CatalogEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     tag: ModelTag
-    rank: int = Field(ge=1)
-    rank_basis: str
-    active_params_b: float = Field(gt=0)
-    download_bytes: int = Field(gt=0)
-    weights_bytes: int = Field(gt=0)
-    kv_bytes_per_token_f16: int = Field(gt=0)
-    kv_fixed_bytes: int = Field(ge=0)
-    max_context: int = Field(ge=65536)
+    rank: int = Field(ge=1, le=1000)
+    rank_basis: PlainText
+    active_params_b: float = Field(gt=0, le=10000)
+    download_bytes: int = Field(gt=0, le=2**50)
+    weights_bytes: int = Field(gt=0, le=2**50)
+    kv_bytes_per_token_f16: int = Field(gt=0, le=2**30)
+    kv_fixed_bytes: int = Field(ge=0, le=2**50)
+    max_context: int = Field(ge=65536, le=1048576)
     capabilities: tuple[str, ...]
     min_ollama: VersionStr
-    sources: dict[str, str]
+    sources: dict[Annotated[str, Field(max_length=40)], PlainText]
     digest: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
 
     @field_validator("capabilities")

@@ -44,6 +44,10 @@ CASES: list[tuple[str, dict, str]] = [
     ("preference-unknown", {"model_preferences": ["ghost:1b"]}, "model_preferences"),
     ("digest-bad", {"model_digests": {"gpt-oss:20b": "sha256:zzz"}}, "model_digests.gpt-oss:20b = 'sha256:zzz'"),
     ("extra-model-no-tools", {"extra_models": [NOT_TOOLS]}, "extra_models.0.capabilities"),
+    ("extra-model-absurd-context", {"extra_models": [{**NOT_TOOLS, "capabilities": ["tools"], "max_context": 10**9}]},
+     "extra_models.0.max_context = 1000000000"),
+    ("extra-model-control-text", {"extra_models": [{**NOT_TOOLS, "capabilities": ["tools"], "rank_basis": "a\x1b[2Jb"}]},
+     "extra_models.0.rank_basis"),
     # user names and paths
     ("user-space", {"developer_users": ["Bad User"]}, "developer_users.0 = 'Bad User'"),
     ("user-injection", {"developer_users": ["dev; rm -rf ~"]}, "developer_users.0 = 'dev; rm -rf ~'"),
