@@ -51,6 +51,8 @@ UNSET_IN_ALIAS = ("CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_API_KEY", "ANTHROPIC_CUS
                   "CLAUDE_CODE_GATEWAY_TOKEN_FILE_DESCRIPTOR", "CLAUDE_CODE_WEBSOCKET_AUTH_FILE_DESCRIPTOR",
                   "CLAUDE_CODE_CUSTOM_OAUTH_URL", "USE_LOCAL_OAUTH", "USE_STAGING_OAUTH",
                   "CLAUDE_CODE_IGNORE_PERSISTED_TRUST")
+# Sign-in variables Claude Code ignores (and warns about) in a project's settings: profile only.
+PROFILE_ONLY = ("CLAUDE_CODE_OAUTH_TOKEN",)
 THEMES = ("dark", "light", "dark-daltonized", "light-daltonized", "dark-ansi", "light-ansi")
 
 
@@ -88,9 +90,12 @@ def local_environment(config: HostConfig, decision: Decision) -> dict[str, str]:
 
 
 def alias_block(shell: str, alias: str, config_dir: str, model: str) -> str:
-    """The block body defining the alias in the shell's own syntax (templates/claude-local.*.j2)."""
+    """The block body defining the alias in the shell's own syntax (templates/claude-local.*.j2).
+    The profile's settings.json is also passed with --settings, which outranks project settings:
+    a repository's own (or, started in the home, the cloud profile read as one) cannot redirect it."""
     template = "claude-local.fish.j2" if shell == "fish" else "claude-local.sh.j2"
-    return render(template, alias=alias, config_dir=config_dir, model=model, unset=UNSET_IN_ALIAS).decode().rstrip()
+    return render(template, alias=alias, config_dir=config_dir, settings=f"{config_dir}/settings.json", model=model,
+                  unset=UNSET_IN_ALIAS).decode().rstrip()
 
 
 @dataclass(frozen=True)
@@ -183,6 +188,8 @@ def user_edits(config: HostConfig, decision: Decision, account: Account,
 
     local_settings = (((), {"model": decision.name}), (("env",), env),
                       (("permissions",), {"defaultMode": config.claude_permission_mode}))
+    project_settings = (local_settings[0], (("env",), {k: v for k, v in env.items() if k not in PROFILE_ONLY}),
+                        local_settings[2])
     shell = account.shell.rsplit("/", 1)[-1]
     body = alias_block(shell, config.claude_alias, profile, decision.name)
     for path in rc_paths(account, existing):
@@ -211,7 +218,7 @@ def user_edits(config: HostConfig, decision: Decision, account: Account,
     for project in projects:
         cloud_changes.append((("projects", project), {"hasTrustDialogAccepted": True}))
         settings_path = f"{project}/.claude/settings.json"
-        add(settings_path, merged(settings_path, *local_settings), "the project's local model settings")
+        add(settings_path, merged(settings_path, *project_settings), "the project's local model settings")
         if config.claude_project_gitignore:
             add(f"{project}/.gitignore", apply_block(text(f"{project}/.gitignore"), ".claude/settings.json"),
                 "the .gitignore entry")

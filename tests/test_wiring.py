@@ -86,7 +86,7 @@ def run_alias(tmp_path, rc_text: str, shell: list[str], exports: dict[str, str])
     (tmp_path / "rc").write_text(rc_text)
     fake = tmp_path / "bin"
     fake.mkdir(exist_ok=True)
-    (fake / "claude").write_text("#!/bin/sh\nenv\n")
+    (fake / "claude").write_text('#!/bin/sh\nenv\necho "ARGS=$*"\n')
     (fake / "claude").chmod(0o755)
     script = tmp_path / "run.sh"
     script.write_text(f"PATH={shlex.quote(str(fake))}:$PATH\nshopt -s expand_aliases\n"
@@ -102,6 +102,7 @@ def test_alias_selects_the_profile_and_drops_cloud_credentials(tmp_path):
     cloud = {name: "from-the-cloud" for name in UNSET} | {"EDITOR": "vim"}
     env = run_alias(tmp_path, rc.text, ["bash"], cloud)
     assert env["CLAUDE_CONFIG_DIR"] == "/home/dev/.claude-local" and env["EDITOR"] == "vim"
+    assert env["ARGS"] == "--settings /home/dev/.claude-local/settings.json"
     assert not set(UNSET) & set(env), env
 
 
@@ -109,7 +110,8 @@ def test_fish_gets_its_own_conf_d_file():
     edits = user_edits(config(), DECISION, account("/usr/bin/fish"), {})
     fish = next(e for e in edits if e.path == "/home/dev/.config/fish/conf.d/localcode.fish")
     assert "function claude-local --wraps claude" in fish.text
-    assert fish.text.endswith("CLAUDE_CONFIG_DIR='/home/dev/.claude-local' claude $argv\nend\n")
+    assert fish.text.endswith("CLAUDE_CONFIG_DIR='/home/dev/.claude-local' claude "
+                              "--settings '/home/dev/.claude-local/settings.json' $argv\nend\n")
     assert all(f" -u {name} " in fish.text for name in UNSET)
 
 
@@ -151,7 +153,8 @@ def test_project_settings_merge_keeps_other_keys_and_trust_is_seeded():
                                            account("/bin/bash"), existing)}
     settings = json.loads(edits[f"{project}/.claude/settings.json"].text)
     assert settings["permissions"] == {"allow": ["Bash(make:*)"], "defaultMode": "default"}
-    assert settings["env"] == {"FOO": "1", **EXPECTED_ENV}
+    # Claude Code ignores (and warns about) a sign-in token in project settings: profile only.
+    assert settings["env"] == {"FOO": "1", **{k: v for k, v in EXPECTED_ENV.items() if k != "CLAUDE_CODE_OAUTH_TOKEN"}}
     assert settings["model"] == DECISION.name
     assert '  "permissions": {"allow": ["Bash(make:*)"], "defaultMode": "default"},' in \
         edits[f"{project}/.claude/settings.json"].text

@@ -57,10 +57,6 @@ TEAM_REPO = json.dumps({"model": "opus", "env": {"CLAUDE_CODE_USE_VERTEX": "1", 
                                                  "ANTHROPIC_VERTEX_PROJECT_ID": "corp-project"}})
 FAST = "CLAUDE_CODE_MAX_RETRIES=0"
 CLOUD_CREDENTIALS = ("x-api-key", "x-corp")
-HOME_SETTINGS_WIN = ("claude-local started in $HOME loads ~/.claude/settings.json as that directory's project "
-                     "settings, which outrank the local profile's settings.json: the cloud env wins")
-REPO_SETTINGS_WIN = ("a repository's committed .claude/settings.json (project settings) outranks the local "
-                     "profile's settings.json: its cloud env wins over claude-local")
 
 
 @dataclass(frozen=True)
@@ -73,7 +69,6 @@ class Setup:
     exports: dict[str, str]
     files: dict[str, str] = field(default_factory=dict)
     cwd: str = "~"
-    local_xfail: str = ""
 
 
 SETUPS = [
@@ -90,10 +85,9 @@ SETUPS = [
     Setup("custom-headers", "dev", {"ANTHROPIC_CUSTOM_HEADERS": "X-Corp: 1"}),
     Setup("sonnet-tier", "zoe", {"ANTHROPIC_DEFAULT_SONNET_MODEL": "claude-sonnet-4-5"}),
     Setup("subagent-model", "finn", {"CLAUDE_CODE_SUBAGENT_MODEL": "claude-opus-4-1"}),
-    Setup("cloud-profile", "dev", {}, {".claude/settings.json": CLOUD_PROFILE}, local_xfail=HOME_SETTINGS_WIN),
+    Setup("cloud-profile", "dev", {}, {".claude/settings.json": CLOUD_PROFILE}),
     Setup("cloud-profile-elsewhere", "finn", {}, {".claude/settings.json": CLOUD_PROFILE}, cwd="/tmp"),
-    Setup("team-repo-settings", "zoe", {}, {"work/.claude/settings.json": TEAM_REPO}, cwd="~/work",
-          local_xfail=REPO_SETTINGS_WIN),
+    Setup("team-repo-settings", "zoe", {}, {"work/.claude/settings.json": TEAM_REPO}, cwd="~/work"),
     Setup("bedrock-everything", "zoe",
           {"CLAUDE_CODE_USE_BEDROCK": "1", "AWS_REGION": "eu-west-1", "ANTHROPIC_MODEL": "claude-opus-4-1",
            "ANTHROPIC_API_KEY": "sk-ant-test", "ANTHROPIC_CUSTOM_HEADERS": "X-Corp: 1",
@@ -105,11 +99,6 @@ SETUPS = [
            "CLOUD_ML_REGION": "us-east5", "ANTHROPIC_VERTEX_PROJECT_ID": "corp"}),
 ]
 ALL_FILES = sorted({path for s in SETUPS for path in s.files})
-
-
-def params(xfail: bool = False) -> list:
-    return [pytest.param(s, id=s.id, marks=[pytest.mark.xfail(reason=s.local_xfail, strict=True)]
-                         if xfail and s.local_xfail else []) for s in SETUPS]
 
 
 @pytest.fixture(scope="module")
@@ -218,20 +207,20 @@ def assert_local_only(lab: Lab, model: str, setup: Setup, command: str) -> None:
         assert not set(CLOUD_CREDENTIALS) & set(sent_headers), sent_headers
 
 
-@pytest.mark.parametrize("setup", params(xfail=True))
+@pytest.mark.parametrize("setup", SETUPS, ids=[s.id for s in SETUPS])
 def test_claude_local_reaches_only_the_derived_model(lab: Lab, model: str, capture: None, setup: Setup):
     apply_setup(lab, setup)
     assert_local_only(lab, model, setup, f"cd {setup.cwd} && claude-local -p hi --output-format json")
 
 
-@pytest.mark.parametrize("setup", params())
+@pytest.mark.parametrize("setup", SETUPS, ids=[s.id for s in SETUPS])
 def test_plain_claude_in_the_project_reaches_only_the_derived_model(lab: Lab, model: str, capture: None,
                                                                     setup: Setup):
     apply_setup(lab, setup)
     assert_local_only(lab, model, setup, "cd ~/project && claude -p hi --output-format json")
 
 
-@pytest.mark.parametrize("setup", params())
+@pytest.mark.parametrize("setup", SETUPS, ids=[s.id for s in SETUPS])
 def test_plain_claude_outside_projects_stays_off_the_local_server(lab: Lab, model: str, capture: None,
                                                                   setup: Setup):
     apply_setup(lab, setup)
