@@ -32,12 +32,12 @@ $(VENV)/.installed: pyproject.toml
 # air-gapped host needs, deploy every host, end with the doctor's report (also as HTML),
 # take the lab down (also when a step fails).
 demo: setup
-	$(BIN)/localcode lab up
+	$(BIN)/python -m lab up
 	$(BIN)/localcode plan inventory/lab.py && \
-	$(BIN)/localcode lab bundle && \
+	$(BIN)/python -m lab bundle && \
 	$(BIN)/pyinfra -y inventory/lab.py deploy.py && \
 	$(BIN)/localcode doctor inventory/lab.py --deep --html doctor-report.html; \
-	rc=$$?; $(BIN)/localcode lab down; exit $$rc
+	rc=$$?; $(BIN)/python -m lab down; exit $$rc
 
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -49,10 +49,10 @@ bench: setup
 	$(BIN)/python bench/transfer.py
 
 lab-up: setup
-	$(BIN)/localcode lab up
+	$(BIN)/python -m lab up
 
 lab-down: setup
-	$(BIN)/localcode lab down
+	$(BIN)/python -m lab down
 
 clean: lab-down
 	rm -rf $(VENV) *.egg-info

@@ -9,8 +9,8 @@ Reads as a table of contents; each step is a module of localcode/.
 
 from pyinfra import host, inventory
 
-from localcode import (claude, helpers, models, ollama, onboarding, plan, pyinfra_compat, settings, userfiles,
-                       wiring)
+from localcode import (claude, helpers, models, ollama, onboarding, ops, plan, pyinfra_compat, settings,
+                       userfiles, wiring)
 
 pyinfra_compat.install()  # a host that vanishes mid-run fails alone
 
@@ -21,7 +21,7 @@ config = settings.host_config(host, inventory)
 #    hardware cannot be read (a broken GPU tool, say) fails here, alone; the others go on.
 sizing = plan.size_host(host, config)
 if sizing.error is not None:
-    ollama.failure(name="Hardware facts", message=f"{host.name}: {sizing.error}")
+    ops.failure(name="Hardware facts", message=f"{host.name}: {sizing.error}")
 else:
     config = onboarding.with_invoking_developer(config, sizing.facts.login)
 

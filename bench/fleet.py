@@ -23,8 +23,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from localcode.lab import fleet  # noqa: E402
-from localcode.lab.spec import load_spec  # noqa: E402
+from lab import fleet  # noqa: E402
+from lab.spec import load_spec  # noqa: E402
 
 
 def lab_file(size: int, tmp: Path) -> Path:

@@ -31,8 +31,8 @@ sys.path.insert(0, str(REPO))
 
 from localcode import sources  # noqa: E402
 from localcode.bundle import Fetcher, Sources, fetch_models  # noqa: E402
-from localcode.lab import fleet  # noqa: E402
-from localcode.lab.spec import load_spec  # noqa: E402
+from lab import fleet  # noqa: E402
+from lab.spec import load_spec  # noqa: E402
 
 RUNS = 3
 
@@ -80,7 +80,7 @@ def blob_sync(state, host: str, mib: int) -> dict:
 def bundle_download(mib: int) -> dict:
     """One model with a big random layer in a registry of its own; our fetcher and curl each
     download its blobs from there."""
-    from localcode.lab.registry import RegistryClient, free_port, start_registry, stop_registry
+    from lab.registry import RegistryClient, free_port, start_registry, stop_registry
 
     work = Path(tempfile.mkdtemp(prefix="localcode-bench-"))
     registry = start_registry(work / "storage", free_port(), work / "registry.log")

@@ -1,4 +1,4 @@
-"""pyinfra inventory of the running lab (`localcode lab up`): one host per lab host, reached
+"""pyinfra inventory of the running lab (`python -m lab up`): one host per lab host, reached
 over real SSH with the lab's key and strict host-key checking.
 
 Groups: online, airgapped, gpu, nvidia, amd, cpu_only (and `lab`, from this file's name).
@@ -6,7 +6,7 @@ The lab to read is LOCALCODE_LAB (default "lab")."""
 
 import os
 
-from localcode.lab.inventory import lab_groups
+from lab.inventory import lab_groups
 
 _groups = lab_groups(os.environ.get("LOCALCODE_LAB", "lab"))
 

@@ -15,7 +15,7 @@ from pyinfra.api import FactBase, operation
 
 from .facts import MARK, HostHardware, _sections
 from . import helpers, sources
-from .ollama import failure
+from .ops import failure
 from .settings import HostConfig
 from .shell import command
 from .textedit import JsonEditError, set_json

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from packaging.version import Version
 from pyinfra.api import FactBase
@@ -18,6 +17,8 @@ from pyinfra.api import FactBase
 from .facts import MARK, _sections, parse_parameters
 from .plan import HostPlan
 from .settings import HostConfig
+from .rendering import render
+from .report import text_table
 from .shell import sh_quote
 from .userfiles import MISSING, FileState, FilesFact, parse_files, reader
 from .wiring import local_environment
@@ -327,8 +328,7 @@ def table(reports: list[HostReport]) -> str:
                 worst[key] = c.status
             worst.setdefault(key, c.status)
         rows.append([r.host, "ok" if r.ok else "FAIL", *(MARKS[worst[n]] if n in worst else "-" for n in names)])
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines = [text_table(header, rows)]
     details = []
     for r in reports:
         if r.error:
@@ -341,11 +341,7 @@ def table(reports: list[HostReport]) -> str:
 
 def html(reports: list[HostReport], generated: str = "") -> str:
     """A self-contained page (inline CSS, no scripts): per host its checks and a memory bar."""
-    from jinja2 import Environment, FileSystemLoader, select_autoescape
-
-    env = Environment(loader=FileSystemLoader(str(Path(__file__).parent)), autoescape=select_autoescape(["j2"]))
-    template = env.get_template("report.html.j2")
-    return template.render(
+    return render("report.html.j2",
         reports=[r.as_dict() | {"ok": r.ok} for r in reports], ok_count=sum(r.ok for r in reports),
         generated=generated, marks=MARKS, gib=lambda n: f"{n / 2**30:.1f} GiB",
-        pct=lambda part, whole: f"{max(0.0, 100 * part / whole):.2f}" if whole else "0")
+        pct=lambda part, whole: f"{max(0.0, 100 * part / whole):.2f}" if whole else "0").decode()

@@ -4,6 +4,7 @@ hosts of an inventory and read facts (in parallel, one round trip per fact), cha
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -24,6 +25,8 @@ def connected(inventory_path: str) -> Iterator[tuple[State, Inventory, dict[str,
     """The inventory loaded and validated (every host, before any connection), then connected."""
     state = State()
     state.cwd = os.getcwd()
+    if state.cwd not in sys.path:  # as `pyinfra` does: inventories import modules beside them
+        sys.path.insert(0, state.cwd)
     ctx_state.set(state)
     inventory = make_inventory(inventory_path, cwd=state.cwd)
     ctx_inventory.set(inventory)

@@ -14,11 +14,11 @@ from pyinfra.api import FactBase, FunctionCommand, operation
 from . import helpers, sources
 from .bundle_index import load_index, manifest_path
 from .facts import OllamaState, ShownModel, parse_parameters
-from .ollama import api_json, failure
+from .ops import api_json, failure
 from .settings import HostConfig
 from .shell import command, sh_quote
 from .sizing import Decision
-from .templates import render
+from .rendering import render
 from .userfiles import ensure_file
 
 MODELFILES = "/usr/local/lib/localcode/models"

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 
 from .facts import HardwareFact, HostHardware, Unreadable
+from .report import text_table
 from .settings import HostConfig
 from .sizing import GiB, Decision, Hardware, decide, gib
 
@@ -103,8 +104,7 @@ def table(plans: list[HostPlan]) -> str:
         else:
             rows.append((p.host, p.hardware, d.model, str(d.num_ctx), d.kv_cache_type, gib(d.budget_bytes),
                          gib(d.need_bytes), gib(d.headroom_bytes), d.tier))
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    out = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    out = [text_table(list(header), [list(r) for r in rows])]
     out.append("")
     for p in plans:
         if p.error is not None:

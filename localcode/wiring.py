@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pyinfra import host
 
 from .facts import Account, AccountsFact, HostHardware
-from .ollama import failure
+from .ops import failure
 from .settings import ConfigError, HostConfig
 from .shell import as_account
 from .sizing import Decision
-from .templates import render
+from .rendering import render
 from . import textedit
 from .textedit import MARKDOWN, JsonEditError, apply_block
 from .userfiles import MISSING, DirectoriesFact, FileState, editable, observe, write_text

@@ -32,7 +32,8 @@ class PlannedOp:
 def _render(command) -> tuple[str | None, tuple[str, str] | None]:
     if isinstance(command, FileUploadCommand):
         src = command.src
-        content = src.getvalue() if isinstance(src, io.StringIO) else Path(src).read_text() if isinstance(src, str) else ""
+        content = src.getvalue() if isinstance(src, (io.StringIO, io.BytesIO)) else \
+            Path(src).read_text() if isinstance(src, str) else ""
         return None, (command.dest, content if isinstance(content, str) else content.decode())
     if isinstance(command, StringCommand):
         return command.get_masked_value(), None

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from localcode.lab.paths import STANDIN_DIR
+from lab.paths import STANDIN_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "localcode/scripts/localcode-install-release"

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from localcode.lab.hostlayer import fake_meminfo
-from localcode.lab.inventory import _memberships
-from localcode.lab.procs import ProcRecord, spawn, stop_all
-from localcode.lab.spec import LabSpecError, load_spec
+from lab.hostlayer import fake_meminfo
+from lab.inventory import _memberships
+from lab.procs import ProcRecord, spawn, stop_all
+from lab.spec import LabSpecError, load_spec
 
 REPO = Path(__file__).resolve().parents[1]
 

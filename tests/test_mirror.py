@@ -3,7 +3,7 @@
 Tests marked `npm_download` need the npm registry on their first run (the ~175 MB
 @anthropic-ai/claude-code-linux-x64 tarball); they are part of the normal suite and reuse the
 lab cache (CACHE_DIR, default /var/cache/localcode-lab, env LOCALCODE_LAB_CACHE) afterwards.
-Tests of the Ollama part skip while tests/standin/build_release.py does not exist.
+Tests of the Ollama part skip while lab/standin/build_release.py does not exist.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import pytest
 import requests
 
 from localcode.bundle_index import blob_path, claude_path, manifest_path, ollama_path
-from localcode.lab import claude_code as cc
-from localcode.lab import mirror
-from localcode.lab.paths import STANDIN_DIR
+from lab import claude_code as cc
+from lab import mirror
+from lab.paths import STANDIN_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 

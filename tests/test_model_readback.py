@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from localcode.models import _check_digest, _confirm_parameters
-from localcode.ollama import _wait_for_version
+from localcode.ollama.common import wait_for_version
 
 try:
     from tests.test_standin_harness import Standin, reg, sideload
@@ -92,9 +92,9 @@ def test_the_pinned_digest_is_checked_against_api_tags(srv):
 
 
 def test_the_running_version_is_waited_for(srv):
-    assert _wait_for_version(None, LocalHost(), api(srv), "0.21.0", 5)
-    assert _wait_for_version(None, LocalHost(), api(srv), "", 5)
+    assert wait_for_version(None, LocalHost(), api(srv), "0.21.0", 5)
+    assert wait_for_version(None, LocalHost(), api(srv), "", 5)
     host = LocalHost()
-    assert not _wait_for_version(None, host, api(srv), "0.30.0", 2)
+    assert not wait_for_version(None, host, api(srv), "0.30.0", 2)
     assert host.logged == [f"Ollama server at {api(srv)} reports 0.21.0, expected 0.30.0: the service did not "
                            "come up at the installed version (see journalctl -u ollama)"]

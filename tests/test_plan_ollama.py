@@ -18,6 +18,18 @@ def mac(brew: bool, app: bool = False) -> dict:
     }}
 
 
+PLIST = "/Users/ana/Library/LaunchAgents/com.localcode.ollama.plist"
+
+
+def agent_plist(op) -> str:
+    """The LaunchAgent's text, staged by root and written into place by the developer."""
+    write = op.commands[-1]
+    assert write.startswith("/usr/local/lib/localcode/bin/localcode-write-file ") and \
+        write.endswith(f" {PLIST} 644 /usr/bin/sudo -n -u ana --"), write
+    (content,) = op.uploads.values()
+    return content
+
+
 def by_name(ops):
     return {op.name: op for op in ops}
 
@@ -27,7 +39,7 @@ def test_mac_with_homebrew(monkeypatch):
     brew = ops["brew install ollama"]
     assert brew.commands == ["/opt/homebrew/bin/brew install ollama"]
     assert brew.sudo and brew.sudo_user == "ana"  # Homebrew refuses root: run as the prefix owner
-    plist = ops["Ollama LaunchAgent"].uploads["/Users/ana/Library/LaunchAgents/com.localcode.ollama.plist"]
+    plist = agent_plist(ops["Ollama LaunchAgent"])
     assert "<string>/opt/homebrew/opt/ollama/bin/ollama</string>" in plist
     for key, value in (("OLLAMA_HOST", "127.0.0.1:11434"), ("OLLAMA_FLASH_ATTENTION", "1"),
                        ("OLLAMA_KV_CACHE_TYPE", "q8_0")):
@@ -50,7 +62,7 @@ def test_mac_without_homebrew_uses_the_verified_cli_tarball(monkeypatch):
         "ln -sfn /usr/local/lib/localcode/ollama/0.30.0-darwin /usr/local/lib/localcode/ollama/current",
         "ln -sfn /usr/local/lib/localcode/ollama/current/ollama /usr/local/bin/ollama",
     ]
-    plist = ops["Ollama LaunchAgent"].uploads["/Users/ana/Library/LaunchAgents/com.localcode.ollama.plist"]
+    plist = agent_plist(ops["Ollama LaunchAgent"])
     assert "<string>/usr/local/bin/ollama</string>" in plist
     assert not any("brew" in c for op in ops.values() for c in op.commands)
 

@@ -1,4 +1,4 @@
-"""localcode.lab.registry: Debian's docker-registry, the push client and the seeded storage."""
+"""lab.registry: Debian's docker-registry, the push client and the seeded storage."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import requests
 import yaml
 
-from localcode.lab import paths
-from localcode.lab import registry as reg
+from lab import paths
+from lab import registry as reg
 
 try:
     from tests.test_standin_harness import registry, synthetic_models

@@ -499,7 +499,7 @@ def test_chat_api_text_and_tool_calls(srv):
 def test_real_claude_code_cli_gets_text_and_one_tool_round_trip(srv, tmp_path):
     import subprocess
 
-    from localcode.lab.claude_code import fetch_claude_code
+    from lab.claude_code import fetch_claude_code
 
     claude = fetch_claude_code()  # the pinned binary, verified and cached (downloads once)
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import requests
 
-from localcode.lab import registry as reg
-from localcode.lab.paths import STANDIN_DIR
+from lab import registry as reg
+from lab.paths import STANDIN_DIR
 
 sys.path.insert(0, str(STANDIN_DIR))
 import build_release  # noqa: E402

@@ -7,7 +7,7 @@ import io
 import pytest
 
 try:
-    from tests import test_standin_harness  # noqa: F401  (puts tests/standin on sys.path)
+    from tests import test_standin_harness  # noqa: F401  (puts lab/standin on sys.path)
 except ImportError:  # tests/ not a package
     import test_standin_harness  # noqa: F401
 from ollama_standin import envconfig, gguf, gotemplate

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from localcode.lab import fleet
-from localcode.lab.spec import LabSpec, load_spec
-from localcode.lab.state import LabState
+from lab import fleet
+from lab.spec import LabSpec, load_spec
+from lab.state import LabState
 
 REPO = Path(__file__).resolve().parents[2]
 

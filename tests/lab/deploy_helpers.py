@@ -13,7 +13,7 @@ from .conftest import REPO, Lab
 def write_inventory(path: Path, lab: Lab, overrides: dict[str, dict] | None = None) -> Path:
     """An inventory of the running lab with extra data for some hosts."""
     path.write_text(
-        "from localcode.lab.inventory import lab_groups\n"
+        "from lab.inventory import lab_groups\n"
         f"_overrides = {overrides or {}!r}\n"
         f"_groups = lab_groups({lab.spec.name!r})\n"
         "for _name, _hosts in _groups.items():\n"

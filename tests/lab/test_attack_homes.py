@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from localcode.lab import fleet
+from lab import fleet
 
 from .conftest import Lab, q, start_lab
 from .deploy_helpers import deploy, write_inventory

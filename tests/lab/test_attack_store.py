@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from localcode.bundle_index import load_index
-from localcode.lab import fleet
-from localcode.lab.inventory import lab_bundle_dir
+from lab import fleet
+from lab.inventory import lab_bundle_dir
 from localcode.sources import MODEL_STAGING
 
 from .conftest import REPO, Lab, lab_spec_file, q, start_lab
@@ -34,7 +34,7 @@ VICTIMS = ("/etc/cron.d", "/etc/profile.d", "/root/victim-dir")
 def lab(tmp_path_factory) -> Lab:
     path = lab_spec_file(tmp_path_factory.mktemp("atkstore"), "atkstore", "10.237.0.0/16", hosts=[HOST])
     lab = start_lab(path)
-    subprocess.run([str(REPO / ".venv/bin/localcode"), "lab", "bundle", "--spec", str(path)],
+    subprocess.run([str(REPO / ".venv/bin/python"), "-m", "lab", "bundle", "--spec", str(path)],
                    cwd=REPO, check=True, capture_output=True)
     lab.ssh(HOST, "mkdir -m 0700 /root/victim-dir && echo 'root only' > /root/victim-dir/keep")
     yield lab

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from localcode.lab import fleet
+from lab import fleet
 
 from ..bad_inputs.corpus import CASES, SECRET
 from .conftest import REPO, Lab, lab_spec_file, start_lab

@@ -19,7 +19,7 @@ def lab(tmp_path_factory) -> Lab:
     lab = start_lab(path)
     print(f"\nlab up (default fleet, {len(lab.spec.hosts)} hosts): {lab.up_seconds:.1f}s")
     yield lab
-    from localcode.lab import fleet
+    from lab import fleet
 
     fleet.down(lab.spec.name)
 

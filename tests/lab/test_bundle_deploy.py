@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from localcode.bundle_index import load_index
-from localcode.lab import fleet
-from localcode.lab.inventory import lab_bundle_dir
+from lab import fleet
+from lab.inventory import lab_bundle_dir
 from localcode.sources import MODEL_STAGING
 
 from .conftest import REPO, Lab, lab_spec_file, start_lab
@@ -29,7 +29,7 @@ STORE = "/usr/share/ollama/.ollama/models"
 def lab(tmp_path_factory) -> Lab:
     path = lab_spec_file(tmp_path_factory.mktemp("bundle"), "bndl", "10.221.0.0/16", hosts=["laptop", "airgap"])
     lab = start_lab(path)
-    subprocess.run([str(REPO / ".venv/bin/localcode"), "lab", "bundle", "--spec", str(path)],
+    subprocess.run([str(REPO / ".venv/bin/python"), "-m", "lab", "bundle", "--spec", str(path)],
                    cwd=REPO, check=True, capture_output=True)
     yield lab
     fleet.down(lab.spec.name)

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from localcode.lab import fleet
+from lab import fleet
 
 from .conftest import Lab, lab_spec_file, q, start_lab
 from .deploy_helpers import changed_ops, deploy, write_inventory

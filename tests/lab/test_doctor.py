@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from localcode.lab import fleet
+from lab import fleet
 
 from .conftest import REPO, Lab, lab_spec_file, start_lab
 
@@ -21,7 +21,7 @@ def lab(tmp_path_factory) -> Lab:
     path = lab_spec_file(tmp_path_factory.mktemp("doctor"), "doc", "10.222.0.0/16", hosts=["laptop", "airgap"])
     lab = start_lab(path)
     run = lambda *argv: subprocess.run(argv, cwd=REPO, env=lab.pyinfra_env(), capture_output=True, text=True)  # noqa: E731
-    assert run(str(REPO / ".venv/bin/localcode"), "lab", "bundle", "--spec", str(path)).returncode == 0
+    assert run(str(REPO / ".venv/bin/python"), "-m", "lab", "bundle", "--spec", str(path)).returncode == 0
     deployed = run(str(REPO / ".venv/bin/pyinfra"), "-y", "inventory/lab.py", "deploy.py")
     assert deployed.returncode == 0, deployed.stderr
     yield lab
@@ -31,6 +31,7 @@ def lab(tmp_path_factory) -> Lab:
 def doctor(lab: Lab, *args: str) -> tuple[int, list[dict]]:
     result = subprocess.run([str(REPO / ".venv/bin/localcode"), "doctor", "inventory/lab.py", "--json", *args],
                             cwd=REPO, env=lab.pyinfra_env(), capture_output=True, text=True, timeout=300)
+    assert result.stdout.strip(), result.stderr[-3000:]
     return result.returncode, json.loads(result.stdout)
 
 

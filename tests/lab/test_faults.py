@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from localcode.lab import fleet
+from lab import fleet
 
 from .conftest import REPO, Lab, lab_spec_file, start_lab
 from .deploy_helpers import changed_ops, deploy, write_inventory
@@ -70,7 +70,7 @@ def test_ollama_stopped_before_the_model_step(lab: Lab, tmp_path):
 def test_disk_full_during_a_blob_sync(lab: Lab, tmp_path):
     """The store's filesystem fills up mid-sync (a 2 MiB tmpfs as the Ollama home): the host
     fails with the reason, nothing partial is in the store, and with space back it converges."""
-    subprocess.run([str(REPO / ".venv/bin/localcode"), "lab", "bundle", "--spec", lab.state.data["spec_path"]],
+    subprocess.run([str(REPO / ".venv/bin/python"), "-m", "lab", "bundle", "--spec", lab.state.data["spec_path"]],
                    cwd=REPO, check=True, capture_output=True)
     mirror = {"gpuws": {"ollama_source": "mirror", "claude_source": "mirror", "model_source": "mirror",
                         "mirror_url": f"{lab.spec.internet.mirror_url}/bundle"}}

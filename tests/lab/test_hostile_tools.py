@@ -14,7 +14,7 @@ from typing import Iterator
 
 import pytest
 
-from localcode.lab import fleet
+from lab import fleet
 
 from .conftest import REPO, Lab, lab_spec_file, q, start_lab
 from .deploy_helpers import changed_ops, deploy, write_inventory

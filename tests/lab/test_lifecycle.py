@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from localcode.lab import fleet
-from localcode.lab.procs import ProcRecord
-from localcode.lab.state import load_state
+from lab import fleet
+from lab.procs import ProcRecord
+from lab.state import load_state
 
 from .conftest import lab_spec_file, start_lab
 

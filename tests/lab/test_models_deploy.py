@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from localcode.lab import fleet
+from lab import fleet
 
 from .conftest import Lab, lab_spec_file, start_lab
 from .deploy_helpers import changed_ops, deploy, failed_hosts, write_inventory

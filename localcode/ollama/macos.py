@@ -9,14 +9,16 @@ from dataclasses import dataclass
 
 from pyinfra import host
 from pyinfra.api import FactBase, operation
-from pyinfra.operations import files
 
-from .facts import MARK, OllamaState, _sections
-from .ollama import BASE, BIN_LINK, INSTALL_HELPER, failure, running_version, server_environment
-from .settings import HostConfig
-from .shell import command, sh_quote
-from .sizing import Decision
-from .versions import effective_floor, plan_install
+from ..facts import MARK, OllamaState, _sections
+from ..ops import failure
+from ..rendering import render
+from ..settings import HostConfig
+from ..shell import as_account, command, sh_quote
+from ..sizing import Decision
+from ..userfiles import MISSING, editable, observe, write_text
+from ..versions import effective_floor, plan_install
+from .common import BASE, BIN_LINK, INSTALL_HELPER, running_version, server_environment
 
 LABEL = "com.localcode.ollama"
 BREW_PATHS = ("/opt/homebrew/bin/brew", "/usr/local/bin/brew")
@@ -89,7 +91,7 @@ def agent_loaded(plist: str, owner: str):
     yield command("launchctl", "bootstrap", f"gui/{mac.owner_uid}", plist)
 
 
-def install_macos(config: HostConfig, decision: Decision, state: OllamaState) -> None:
+def install_macos(config: HostConfig, decision: Decision, state: OllamaState, login: str) -> None:
     if not config.developer_users:
         failure(name="Ollama LaunchAgent owner", message="macOS: developer_users is empty: the LaunchAgent "
                 "runs in a developer's session; set developer_users for this host")
@@ -125,15 +127,18 @@ def install_macos(config: HostConfig, decision: Decision, state: OllamaState) ->
                                                  _sudo=True))
         binary = BIN_LINK
         expected = plan.version
+    # The LaunchAgent lives in the developer's home: read and written as the developer.
     home = f"/Users/{owner}"
-    agents = f"{home}/Library/LaunchAgents"
-    files.directory(name="LaunchAgents directory", path=agents, user=owner, group="staff", mode="0755", _sudo=True)
-    plist = files.template(
-        name="Ollama LaunchAgent", src="templates/com.localcode.ollama.plist.j2", dest=f"{agents}/{LABEL}.plist",
-        user=owner, group="staff", mode="0644", _sudo=True, label=LABEL, binary=binary,
-        environment=server_environment(config, decision), log=f"{home}/Library/Logs/localcode-ollama.log",
-    )
-    agent = f"{agents}/{LABEL}.plist"
+    agent = f"{home}/Library/LaunchAgents/{LABEL}.plist"
+    before = observe([], {owner: [agent]}, "Darwin", login).get(agent, MISSING)
+    refusal = editable(before, mac.owner_uid, (home,))
+    if refusal:
+        failure(name="Ollama LaunchAgent", message=f"{host.name}: user {owner}: {agent} {refusal}: refusing to edit it")
+        return
+    content = render("com.localcode.ollama.plist.j2", label=LABEL, binary=binary,
+                     environment=server_environment(config, decision), log=f"{home}/Library/Logs/localcode-ollama.log")
+    plist = write_text(name="Ollama LaunchAgent", path=agent, text=content.decode(), before=before,
+                       why="the Ollama LaunchAgent", run_as=tuple(as_account("Darwin", owner)), _sudo=True)
     agent_reload(name="Reload the Ollama LaunchAgent (plist or binary changed)", plist=agent, uid=mac.owner_uid,
                  _sudo=True, _if=lambda: plist.did_change() or any(op.did_change() for op in binary_changed))
     agent_loaded(name="Ollama LaunchAgent loaded (launchctl bootstrap)", plist=agent, owner=owner, _sudo=True)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build a release of the Ollama stand-in laid out like the real GitHub release.
 
-    python3 tests/standin/build_release.py --version 0.21.0 --registry http://127.0.0.1:5000 --out DIR [--arch amd64]
+    python3 lab/standin/build_release.py --version 0.21.0 --registry http://127.0.0.1:5000 --out DIR [--arch amd64]
 
 writes DIR/v<version>/ollama-linux-<arch>.tar.zst and DIR/v<version>/sha256sum.txt
 (`<sha256>  <file name>` for every tarball in that directory). The tarball holds

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from localcode.lab import paths
+from lab import paths
 
 DEFAULT_CLAUDE_VERSION = "2.1.330"
 WRAPPER_PACKAGE = "@anthropic-ai/claude-code"

@@ -1,7 +1,7 @@
 """A stand-in for the `ollama` binary (CLI + HTTP server), Python 3.11 standard library only.
 
 What version it pretends to be and where its registry lives are baked into `baked.json` beside
-this file by tests/standin/build_release.py; nothing a deploy writes is consulted for either.
+this file by lab/standin/build_release.py; nothing a deploy writes is consulted for either.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`localcode lab up | down | status`: bring the lab fleet up, tear it down, show it.
+"""`python -m lab up | down | status`: bring the lab fleet up, tear it down, show it.
 
 Each host: an overlay root (lower = its own layer over the cached rootfs), its own network
 namespace joined to the control machine by a veth pair, real systemd under systemd-nspawn,
@@ -276,7 +276,7 @@ def _teardown(state: LabState, log=print) -> None:
     if state.data.get("nft_created"):
         _run("nft", "delete", "table", "inet", state.data["nft_table"], check=False)
     if problems:
-        raise LabError("lab teardown incomplete (state kept; run `localcode lab down` again):\n" + "\n".join(problems))
+        raise LabError("lab teardown incomplete (state kept; run `python -m lab down` again):\n" + "\n".join(problems))
     base = lab_dir(state.lab_name)
     shutil.rmtree(base / "hosts", ignore_errors=True)
     shutil.rmtree(base / "run", ignore_errors=True)

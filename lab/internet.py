@@ -87,9 +87,9 @@ def build_bundle(state: LabState, log=print) -> Path:
     the release mirror and the model registry, for the models the lab's hosts are sized for."""
     import os
 
-    from ..bundle import Sources, build
-    from ..gather import gather_plans
-    from ..settings import HostConfig
+    from localcode.bundle import Sources, build
+    from localcode.gather import gather_plans
+    from localcode.settings import HostConfig
     from .inventory import lab_bundle_dir
 
     services = state.data["services"]

@@ -41,7 +41,7 @@ def lab_groups(lab_name: str) -> dict[str, list[HostEntry]]:
     """Group name -> [(host name, connection data)]; fails clearly when the lab is not up."""
     state = load_state(lab_name)
     if state is None or not state.data.get("ready"):
-        raise RuntimeError(f"lab {lab_name!r} is not up: run `localcode lab up` first")
+        raise RuntimeError(f"lab {lab_name!r} is not up: run `python -m lab up` first")
     spec = LabSpec.model_validate(state.data["spec"])
     ssh_dir = Path(state.data["ssh_dir"])
     groups: dict[str, list[HostEntry]] = {name: [] for name in GROUPS}

@@ -66,5 +66,5 @@ def locked(lab_name: str) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RuntimeError(f"lab {lab_name!r} is busy: another `localcode lab` command holds {directory}/lock") from None
+            raise RuntimeError(f"lab {lab_name!r} is busy: another `python -m lab` command holds {directory}/lock") from None
         yield

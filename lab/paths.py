@@ -3,10 +3,10 @@
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 CACHE_DIR = Path(os.environ.get("LOCALCODE_LAB_CACHE", "/var/cache/localcode-lab"))
 STATE_ROOT = Path(os.environ.get("LOCALCODE_LAB_STATE", "/var/lib/localcode-lab"))
-STANDIN_DIR = REPO_ROOT / "tests" / "standin"
+STANDIN_DIR = Path(__file__).resolve().parent / "standin"
 
 
 def lab_dir(lab_name: str) -> Path:

@@ -18,8 +18,8 @@ The specs below come from the same research as localcode/catalog.yaml (models' c
 cards); they are embedded so the output depends on this file alone, and a test checks them
 against the catalog.
 
-    python3 tests/standin/synthetic_models.py --store DIR [MODEL ...]   # write an OLLAMA_MODELS tree
-    python3 tests/standin/synthetic_models.py --list
+    python3 lab/standin/synthetic_models.py --store DIR [MODEL ...]   # write an OLLAMA_MODELS tree
+    python3 lab/standin/synthetic_models.py --list
 """
 
 from __future__ import annotations

@@ -1,40 +1,33 @@
-"""Install or upgrade Ollama, verified, under our own service (Linux: systemd).
+"""Ollama on Linux, verified, under our own sandboxed systemd service.
 
 Layout: every release unpacked (after its sha256 is checked) into its own directory
 `/usr/local/lib/localcode/ollama/<version>-<arch>[-rocm]`, so an old `lib/ollama` is never
-mixed with a new one (#11211); `current` points at the active one and `/usr/local/bin/ollama`
-at `current/bin/ollama`. Switching is two atomic renames. The service restarts only when the
+mixed with a new one; `current` points at the active one and `/usr/local/bin/ollama` at
+`current/bin/ollama`. Switching is two atomic renames. The service restarts only when the
 binary, the unit or the environment changed, and then the *running* server's version is
 checked (an upgraded binary can sit beside a stale server)."""
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from gevent import sleep
-from packaging.version import Version
 from pyinfra import host
-from pyinfra.api import FactBase, FunctionCommand, operation
+from pyinfra.api import FactBase, operation
 from pyinfra.api.exceptions import FactProcessError
 from pyinfra.operations import systemd
 
-from . import helpers, sources
-from .facts import MARK, OllamaFact, OllamaState, _sections
-from .settings import HostConfig
-from .shell import as_account, command, sh_quote
-from .plan import HostPlan
-from .sizing import Decision
-from .templates import render
-from .userfiles import ManagedFile, ensure_file
-from .versions import InstallPlan, effective_floor, plan_install
+from .. import sources
+from ..facts import MARK, OllamaFact, OllamaState, _sections
+from ..ops import failure
+from ..rendering import render
+from ..settings import HostConfig
+from ..shell import as_account, command, sh_quote
+from ..sizing import Decision
+from ..userfiles import ManagedFile, ensure_file
+from .common import BASE, BIN_LINK, INSTALL_HELPER, install_plan, running_version, server_environment
 
-BASE = "/usr/local/lib/localcode/ollama"
-INSTALL_HELPER = helpers.path("localcode-install-release")
-BIN_LINK = "/usr/local/bin/ollama"
 MANUAL_LIB = "/usr/local/lib/ollama"  # what install.sh leaves; stale libs crash new binaries
 UNIT = "/etc/systemd/system/ollama.service"
 DROPIN = "/etc/systemd/system/ollama.service.d/localcode.conf"
@@ -135,23 +128,6 @@ def release_urls(template: str, version: str, arch: str, rocm: bool) -> tuple[st
             [template.format(version=version, file=f) for f in files_])
 
 
-def server_environment(config: HostConfig, decision: Decision) -> dict[str, str]:
-    """The service's environment: loopback by default, the sizing's KV cache type (a quantized
-    one needs flash attention forced on), no cloud models on air-gapped hosts."""
-    env = {
-        "OLLAMA_HOST": config.ollama_host,
-        "OLLAMA_KEEP_ALIVE": config.ollama_keep_alive,
-        "OLLAMA_NUM_PARALLEL": str(config.num_parallel),
-    }
-    if decision.kv_cache_type and decision.kv_cache_type != "f16":
-        env["OLLAMA_FLASH_ATTENTION"] = "1"
-        env["OLLAMA_KV_CACHE_TYPE"] = decision.kv_cache_type
-    if config.network == "airgapped":
-        env["OLLAMA_NO_CLOUD"] = "1"
-    env.update(config.ollama_environment)
-    return dict(sorted(env.items()))
-
-
 @operation()
 def release(version: str, arch: str, rocm: bool, url_template: str, bundle_dir: str | None = None):
     """Download (or, from a bundle, push), verify and unpack one release into its own
@@ -194,62 +170,6 @@ def activate(version: str, arch: str, rocm: bool):
     if layout.bin_kind != "link" or layout.bin_target != want_bin:
         yield command("ln", "-sfn", want_bin, f"{BIN_LINK}.new")
         yield command("mv", "-T", f"{BIN_LINK}.new", BIN_LINK)
-
-
-@operation()
-def running_version(api: str, version: str | None, minimum: str | None = None, timeout_s: int = 60):
-    """Check the *running* server reports the expected version (after a restart, wait for it).
-    Without an exact version (Homebrew decides it) the server must be at least `minimum`."""
-    state = host.get_fact(OllamaFact, api=api)
-    if state.server_version is not None and (
-            state.server_version == version
-            or (version is None and (minimum is None or Version(state.server_version) >= Version(minimum)))):
-        host.noop(f"Ollama server at {api} reports {state.server_version}")
-        return
-    if version is None and state.server_version is not None:
-        yield from failure._inner(message=f"Ollama server at {api} reports {state.server_version}, below the "
-                                          f"floor {minimum}: upgrade it (ollama_upgrade) or lower ollama_min_version")
-        return
-    if version is None:
-        version = ""  # any version once the server answers: checked against the floor next run
-    yield FunctionCommand(_wait_for_version, (api, version, timeout_s), {})
-
-
-def api_json(host, api: str, path: str, body: dict | None = None, timeout_s: int = 30) -> Any:
-    """The Ollama server's JSON answer at `path` (a POST of `body` when given), fetched on the
-    host and parsed here with a real JSON parser; None when no JSON came back."""
-    args = ["-s", "--max-time", str(timeout_s)]
-    if body is not None:
-        args += ["-X", "POST", "-H", "Content-Type: application/json", "-d", json.dumps(body)]
-    status, output = host.run_shell_command(command("curl", *args, f"http://{api}{path}"))
-    try:
-        return json.loads(output.stdout) if status else None
-    except ValueError:
-        return None
-
-
-def _wait_for_version(state, host, api: str, version: str, timeout_s: int) -> bool:  # noqa: ARG001
-    """Poll /api/version once a second until the server reports `version` (any, when empty)."""
-    got = None
-    for _ in range(timeout_s):
-        answer = api_json(host, api, "/api/version", timeout_s=2)
-        got = answer.get("version") if isinstance(answer, dict) else None
-        if isinstance(got, str) and got and (not version or got == version):
-            return True
-        sleep(1)
-    host.log(f"Ollama server at {api} reports {got or 'nothing (not running)'}, expected {version}: the service did "
-             "not come up at the installed version (see journalctl -u ollama)")
-    return False
-
-
-def install_plan(config: HostConfig, decision: Decision, state: OllamaState) -> InstallPlan:
-    floor = effective_floor(config.ollama_min_version, decision.min_ollama)
-    return plan_install(state.binary_version, config.ollama_version, floor,
-                        config.ollama_upgrade, config.ollama_downgrade)
-
-
-def managed_paths(os_name: str) -> list[str]:
-    return [UNIT, DROPIN] if os_name == "Linux" else []
 
 
 def unit_path(path: str) -> str:
@@ -349,33 +269,3 @@ def install_linux(config: HostConfig, decision: Decision, arch: str, rocm: bool,
     enabled_and_running(name="Ollama service enabled and running", layout=layout)
     running_version(name="Ollama server runs the expected version", api=config.ollama_host, version=plan.version,
                     _if=lambda: restart.did_change() or state.server_version != plan.version)
-
-
-def install(config: HostConfig, sizing: HostPlan, observed: dict) -> OllamaState:
-    """Install or upgrade Ollama on this host and run it as a service (by OS). Returns the
-    server's state as observed before (with `/api/show` of the derived model) for later steps."""
-    facts = sizing.facts
-    derived = sizing.decision.name
-    state, layout = host.get_fact(OllamaHostFact, api=config.ollama_host, show=(derived,) if derived else (),
-                                  store=config.ollama_environment.get("OLLAMA_MODELS"),
-                                  layout=facts.os == "Linux")
-    if facts.os == "Linux":
-        if facts.arch not in ARCHES:
-            failure(name="Unsupported host", message=f"no Ollama Linux release for architecture {facts.arch}")
-            return state
-        rocm = any(g.vendor == "amd" for g in facts.gpus)
-        install_linux(config, sizing.decision, ARCHES[facts.arch], rocm, observed, state, layout)
-    elif facts.os == "Darwin":
-        from .macos import install_macos
-
-        install_macos(config, sizing.decision, state)
-    else:
-        failure(name="Unsupported host", message=f"unsupported OS {facts.os}")
-    return state
-
-
-@operation()
-def failure(message: str):
-    """Fail this host (not the run) with a clear message."""
-    yield command("sh", "-c", 'echo "$1" >&2; exit 1', "localcode", message)
-

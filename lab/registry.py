@@ -1,7 +1,7 @@
 """The lab's model registry: Debian's docker-registry (distribution 2.8) serving the synthetic models.
 
 The Ollama stand-in pulls from it as if it were https://registry.ollama.ai (the URL is baked into
-the stand-in's release, see tests/standin/build_release.py).
+the stand-in's release, see lab/standin/build_release.py).
 
 * ensure_registry_binary() gets /usr/bin/docker-registry out of the Debian package without
   installing it (`apt-get download` + `dpkg-deb -x` into CACHE_DIR/docker-registry/<version>/);
@@ -35,7 +35,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from localcode.lab import paths
+from lab import paths
 
 PACKAGE = "docker-registry"
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
@@ -304,7 +304,7 @@ def push_model(client: RegistryClient, model, with_aliases: bool = True) -> list
 
 
 def _synthetic_module():
-    """tests/standin/synthetic_models.py, imported by path (it is not a package of localcode)."""
+    """lab/standin/synthetic_models.py, imported by path (it is not a package of localcode)."""
     path = Path(paths.STANDIN_DIR) / "synthetic_models.py"
     name = "localcode_lab_synthetic_models"
     if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path):
