@@ -9,8 +9,8 @@ Reads as a table of contents; each step is a module of localcode/.
 
 from pyinfra import host, inventory
 
-from localcode import (claude, helpers, models, ollama, onboarding, ops, plan, pyinfra_compat, settings,
-                       userfiles, wiring)
+from localcode import (claude, helper_scripts, models, ollama, onboarding, ops, plan, pyinfra_compat,
+                       settings, userfiles, wiring)
 
 pyinfra_compat.install()  # a host that vanishes mid-run fails alone
 
@@ -19,34 +19,34 @@ config = settings.host_config(host, inventory)
 
 # 2. Size the host: the best tools-capable model and the largest context that fit. A host whose
 #    hardware cannot be read (a broken GPU tool, say) fails here, alone; the others go on.
-sizing = plan.size_host(host, config)
-if sizing.error is not None:
-    ops.failure(name="Hardware facts", message=f"{host.name}: {sizing.error}")
+host_plan = plan.size_host(host, config)
+if host_plan.error is not None:
+    ops.failure(name="Hardware facts", message=f"{host.name}: {host_plan.error}")
 else:
-    config = onboarding.with_invoking_developer(config, sizing.facts.login)
+    config = onboarding.with_invoking_developer(config, host_plan.facts.login)
 
     # The files we own or edit on this host (helpers, unit files, Modelfile, Claude Code's managed
     # settings, the developers' rc and settings files), observed in one round trip.
-    owned = userfiles.observe(helpers.managed_paths() + ollama.managed_paths(sizing.facts.os)
-                              + models.managed_paths(sizing.decision) + claude.managed_paths(sizing.facts.os),
-                              wiring.candidate_paths(config, sizing.facts.accounts), sizing.facts.os,
-                              sizing.facts.login)
+    owned = userfiles.observe(helper_scripts.managed_paths() + ollama.managed_paths(host_plan.facts.os)
+                              + models.managed_paths(host_plan.decision) + claude.managed_paths(host_plan.facts.os),
+                              wiring.candidate_paths(config, host_plan.facts.accounts), host_plan.facts.os,
+                              host_plan.facts.login)
 
-    with host.arguments(**onboarding.system_arguments(sizing.facts.login)):
+    with host.arguments(**onboarding.system_arguments(host_plan.facts.login)):
         # Our helper scripts (verified downloads, pulls with progress, atomic user-file writes).
-        helpers.install(owned)
+        helper_scripts.install(owned)
 
         # 3. Ollama: installed or upgraded (checksum-verified), our service, loopback, the sizing's
         #    environment; restarted only when something changed, then the running version checked.
-        server = ollama.install(config, sizing, owned)
+        server = ollama.install(config, host_plan, owned)
 
         # 4. Models: the sizing's base model (pulled only when missing or not the pinned digest) and
         #    the derived model whose Modelfile fixes num_ctx, confirmed through /api/show.
-        models.ensure(config, sizing.decision, sizing.facts.os, owned, server)
+        models.ensure(config, host_plan.decision, host_plan.facts.os, owned, server)
 
         # 5. Claude Code: the pinned release, verified against its manifest, never self-updating.
-        claude.install(config, sizing.facts, owned)
+        claude.install(config, host_plan.facts, owned)
 
         # 6. Wiring, per developer user: the alias in the login shell's rc file, project settings,
         #    and on air-gapped hosts plain `claude` on the local model.
-        wiring.wire(config, sizing.decision, sizing.facts, owned)
+        wiring.wire(config, host_plan.decision, host_plan.facts, owned)

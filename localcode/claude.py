@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pyinfra import host
 from pyinfra.api import FactBase, operation
 
-from .facts import MARK, HostHardware, _sections
-from . import helpers, sources
+from .facts import MARK, HostHardware, sections
+from . import helper_scripts, sources
 from .ops import failure
 from .settings import HostConfig
 from .shell import command
@@ -23,7 +23,7 @@ from .userfiles import MISSING, write_text
 
 BASE = "/usr/local/lib/localcode/claude"
 BIN_LINK = "/usr/local/bin/claude"
-INSTALL_HELPER = helpers.path("localcode-install-claude")
+INSTALL_HELPER = helper_scripts.path("localcode-install-claude")
 MANAGED_SETTINGS = {"Linux": "/etc/claude-code/managed-settings.json",
                     "Darwin": "/Library/Application Support/ClaudeCode/managed-settings.json"}
 # Managed-settings variables that would take claude-local away from the local server.
@@ -62,7 +62,7 @@ class ClaudeInstallFact(FactBase):
         ])
 
     def process(self, output: list[str]) -> ClaudeInstall:
-        s = _sections(output)
+        s = sections(output)
         version = next((line.split()[0] for line in s.get("version", []) if line.strip()), None)
         node = next((line.strip().lstrip("v").split(".")[0] for line in s.get("node", []) if line.strip()), "")
         return ClaudeInstall(version, next((x for x in s.get("link", []) if x), None),

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from packaging.version import Version
 from pyinfra.api import FactBase
 
-from .facts import MARK, _sections, parse_parameters
+from .facts import MARK, sections, parse_parameters
 from .plan import HostPlan
 from .settings import HostConfig
 from .rendering import render
@@ -102,7 +102,7 @@ class DoctorFact(FactBase):
         return "; ".join(parts + ["true"])
 
     def process(self, output: list[str]) -> dict:
-        return {**_sections(output), "files": parse_files(output)}
+        return {**sections(output), "files": parse_files(output)}
 
 
 def _json(lines: list[str]) -> dict | None:

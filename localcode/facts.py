@@ -19,7 +19,7 @@ from .sizing import GiB, Gpu, Hardware, MiB
 MARK = "::localcode::"
 
 
-def _sections(lines: list[str]) -> dict[str, list[str]]:
+def sections(lines: list[str]) -> dict[str, list[str]]:
     """Split marked output (`::localcode::name` lines) into named sections."""
     sections: dict[str, list[str]] = {}
     current = sections.setdefault("", [])
@@ -175,7 +175,7 @@ def parse_hardware(output: list[str]) -> HostHardware:
     if repeated:  # a tool printed our markers: it could pose as another section (login, users)
         raise _fail("hardware", f"section {repeated[0]!r} appears {markers[repeated[0]]} times "
                                 "(a tool printed our section marker?)")
-    s = _sections(output)
+    s = sections(output)
     uname = _text_lines("uname", s.get("uname", []))
     if len(uname) != 2:
         raise _fail("hardware", "uname: expected the OS and the architecture", " ".join(uname or output[:1]))
@@ -332,7 +332,7 @@ class OllamaFact(FactBase):
 
 
 def parse_ollama(output: list[str]) -> OllamaState:
-    s = _sections(output)
+    s = sections(output)
     binary = next((line.strip() for line in s.get("bin", []) if line.strip()), None)
     client = None
     for line in s.get("client", []):
@@ -432,7 +432,7 @@ class AccountsFact(FactBase):
 
 
 def parse_accounts(output: list[str]) -> dict[str, Account | None]:
-    s = _sections(output)
+    s = sections(output)
     accounts: dict[str, Account | None] = {}
     for line in s.get("users", []):
         fields = line.split(":")

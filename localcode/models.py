@@ -11,7 +11,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import FactBase, FunctionCommand, operation
 
-from . import helpers, sources
+from . import helper_scripts, sources
 from .bundle_index import load_index, manifest_path
 from .facts import OllamaState, ShownModel, parse_parameters
 from .ops import api_json, failure
@@ -22,8 +22,8 @@ from .rendering import render
 from .userfiles import ensure_file
 
 MODELFILES = "/usr/local/lib/localcode/models"
-PULL_HELPER = helpers.path("localcode-pull")
-SYNC_HELPER = helpers.path("localcode-sync-model")
+PULL_HELPER = helper_scripts.path("localcode-pull")
+SYNC_HELPER = helper_scripts.path("localcode-sync-model")
 LINUX_STORE = "/usr/share/ollama/.ollama/models"
 
 

@@ -20,7 +20,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, FileUploadCommand, operation
 from pyinfra.api.exceptions import FactProcessError
 
-from .facts import MARK, _sections
+from .facts import MARK, sections
 from .shell import as_account, command, sh_quote
 
 HELPER_DIR = "/usr/local/lib/localcode/bin"
@@ -98,7 +98,7 @@ def parse_files(output: list[str]) -> dict[str, FileState]:
     """Strictly parse READ_SCRIPT's output. A line we do not expect fails the host with the
     path and the kind of problem, never with the content (it may be a private file)."""
     states: dict[str, FileState] = {}
-    for name, lines in _sections(output).items():
+    for name, lines in sections(output).items():
         if not name.startswith("file:"):
             continue  # the fact's other sections (the doctor reads files with its own checks)
         path = name.removeprefix("file:")

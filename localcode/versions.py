@@ -10,12 +10,12 @@ from packaging.version import Version
 # Releases below these carry known problems for Claude Code (https://github.com/ollama/ollama/releases).
 KNOWN_ISSUES = (
     ("0.17.1", "CVE-2026-7482 (unauthenticated heap read via /api/create) is fixed in 0.17.1"),
-    ("0.19.0", "streaming tool-call fixes on /v1/messages (#14816) arrived in 0.18.0/0.19.0"),
+    ("0.19.0", "streaming tool-call fixes on /v1/messages (https://github.com/ollama/ollama/issues/14816) arrived in 0.18.0/0.19.0"),
 )
 
 
 @dataclass(frozen=True)
-class InstallPlan:
+class VersionChoice:
     action: str               # "install" | "upgrade" | "keep"
     version: str | None       # the version the host ends with (None: keep what is there)
     floor: str
@@ -35,8 +35,8 @@ def known_issue_warnings(version: str) -> tuple[str, ...]:
                  for fixed, why in KNOWN_ISSUES if Version(version) < Version(fixed))
 
 
-def plan_install(installed: str | None, target: str, floor: str, upgrade: bool,
-                 downgrade: bool = False) -> InstallPlan:
+def choose_version(installed: str | None, target: str, floor: str, upgrade: bool,
+                 downgrade: bool = False) -> VersionChoice:
     """What to do with the host's Ollama binary.
 
     - none installed: install the pinned target;
@@ -46,17 +46,17 @@ def plan_install(installed: str | None, target: str, floor: str, upgrade: bool,
     if Version(target) < Version(floor):
         raise ValueError(f"ollama_version {target} is below the effective floor {floor}")
     if installed is None:
-        return InstallPlan("install", target, floor, f"Ollama not installed: install {target}",
+        return VersionChoice("install", target, floor, f"Ollama not installed: install {target}",
                            known_issue_warnings(target))
     have, want = Version(installed), Version(target)
     if have < Version(floor):
-        return InstallPlan("upgrade", target, floor, f"Ollama {installed} is below the floor {floor}: upgrade to {target}",
+        return VersionChoice("upgrade", target, floor, f"Ollama {installed} is below the floor {floor}: upgrade to {target}",
                            known_issue_warnings(target))
     if upgrade and have != want and (have < want or downgrade):
         verb = "upgrade" if have < want else "downgrade"
-        return InstallPlan("upgrade", target, floor, f"ollama_upgrade: {verb} {installed} to {target}",
+        return VersionChoice("upgrade", target, floor, f"ollama_upgrade: {verb} {installed} to {target}",
                            known_issue_warnings(target))
     why = (f"Ollama {installed} meets the floor {floor}"
            + ("" if upgrade or have == want else f"; ollama_upgrade is off (target {target})")
            + (f"; not downgrading to {target}" if upgrade and have > want and not downgrade else ""))
-    return InstallPlan("keep", installed, floor, why, known_issue_warnings(installed))
+    return VersionChoice("keep", installed, floor, why, known_issue_warnings(installed))

@@ -20,11 +20,11 @@ def managed_paths(os_name: str) -> list[str]:
     return [UNIT, DROPIN] if os_name == "Linux" else []
 
 
-def install(config: HostConfig, sizing: HostPlan, observed: dict) -> OllamaState:
+def install(config: HostConfig, host_plan: HostPlan, observed: dict) -> OllamaState:
     """Install or upgrade Ollama on this host and run it as a service (by OS). Returns the
     server's state as observed before (with `/api/show` of the derived model) for later steps."""
-    facts = sizing.facts
-    derived = sizing.decision.name
+    facts = host_plan.facts
+    derived = host_plan.decision.name
     state, layout = host.get_fact(OllamaHostFact, api=config.ollama_host, show=(derived,) if derived else (),
                                   store=config.ollama_environment.get("OLLAMA_MODELS"),
                                   layout=facts.os == "Linux")
@@ -33,9 +33,9 @@ def install(config: HostConfig, sizing: HostPlan, observed: dict) -> OllamaState
             failure(name="Unsupported host", message=f"no Ollama Linux release for architecture {facts.arch}")
             return state
         rocm = any(g.vendor == "amd" for g in facts.gpus)
-        install_linux(config, sizing.decision, ARCHES[facts.arch], rocm, observed, state, layout)
+        install_linux(config, host_plan.decision, ARCHES[facts.arch], rocm, observed, state, layout)
     elif facts.os == "Darwin":
-        install_macos(config, sizing.decision, state, facts.login)
+        install_macos(config, host_plan.decision, state, facts.login)
     else:
         failure(name="Unsupported host", message=f"unsupported OS {facts.os}")
     return state

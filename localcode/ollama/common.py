@@ -8,15 +8,15 @@ from packaging.version import Version
 from pyinfra import host
 from pyinfra.api import FunctionCommand, operation
 
-from .. import helpers
+from .. import helper_scripts
 from ..facts import OllamaFact, OllamaState
 from ..ops import api_json, failure
 from ..settings import HostConfig
 from ..sizing import Decision
-from ..versions import InstallPlan, effective_floor, plan_install
+from ..versions import VersionChoice, effective_floor, choose_version
 
 BASE = "/usr/local/lib/localcode/ollama"
-INSTALL_HELPER = helpers.path("localcode-install-release")
+INSTALL_HELPER = helper_scripts.path("localcode-install-release")
 BIN_LINK = "/usr/local/bin/ollama"
 
 
@@ -70,7 +70,7 @@ def wait_for_version(state, host, api: str, version: str, timeout_s: int) -> boo
     return False
 
 
-def install_plan(config: HostConfig, decision: Decision, state: OllamaState) -> InstallPlan:
+def version_choice(config: HostConfig, decision: Decision, state: OllamaState) -> VersionChoice:
     floor = effective_floor(config.ollama_min_version, decision.min_ollama)
-    return plan_install(state.binary_version, config.ollama_version, floor,
+    return choose_version(state.binary_version, config.ollama_version, floor,
                         config.ollama_upgrade, config.ollama_downgrade)

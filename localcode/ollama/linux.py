@@ -19,14 +19,14 @@ from pyinfra.api.exceptions import FactProcessError
 from pyinfra.operations import systemd
 
 from .. import sources
-from ..facts import MARK, OllamaFact, OllamaState, _sections
+from ..facts import MARK, OllamaFact, OllamaState, sections
 from ..ops import failure
 from ..rendering import render
 from ..settings import HostConfig
 from ..shell import as_account, command, sh_quote
 from ..sizing import Decision
 from ..userfiles import ManagedFile, ensure_file
-from .common import BASE, BIN_LINK, INSTALL_HELPER, install_plan, running_version, server_environment
+from .common import BASE, BIN_LINK, INSTALL_HELPER, version_choice, running_version, server_environment
 
 MANUAL_LIB = "/usr/local/lib/ollama"  # what install.sh leaves; stale libs crash new binaries
 UNIT = "/etc/systemd/system/ollama.service"
@@ -81,7 +81,7 @@ class OllamaLayoutFact(FactBase):
         ])
 
     def process(self, output: list[str]) -> OllamaLayout:
-        s = _sections(output)
+        s = sections(output)
         releases = tuple(r for r in s.get("releases", []) if r and not r.endswith(".partial") and r != "current")
         current = next((Path(c).name for c in s.get("current", []) if c), None)
         kind_lines = s.get("bin-link", [])
@@ -242,9 +242,9 @@ def install_linux(config: HostConfig, decision: Decision, arch: str, rocm: bool,
                   state: OllamaState, layout: OllamaLayout) -> None:
     """The Linux steps, in order; restarts are driven by what changed. Decisions use the state
     observed when the deploy started."""
-    plan = install_plan(config, decision, state)
-    host.log(f"ollama: {plan.reason}")
-    for warning in plan.warnings:
+    choice = version_choice(config, decision, state)
+    host.log(f"ollama: {choice.reason}")
+    for warning in choice.warnings:
         host.log(f"warning: {warning}")
 
     account(name="Ollama system user and group", layout=layout)
@@ -252,13 +252,13 @@ def install_linux(config: HostConfig, decision: Decision, arch: str, rocm: bool,
     if store:
         store_directory(name="Ollama model store (OLLAMA_MODELS)", store=store, layout=layout)
     changed = []
-    if plan.action != "keep":
+    if choice.action != "keep":
         template = sources.release_template("ollama", config.ollama_source, config.ollama_url_template,
                                             config.mirror_url)
-        changed.append(release(name=f"Ollama {plan.version} release (verified)", version=plan.version,
+        changed.append(release(name=f"Ollama {choice.version} release (verified)", version=choice.version,
                                arch=arch, rocm=rocm, url_template=template,
                                bundle_dir=config.bundle_dir if config.ollama_source == "bundle" else None))
-        changed.append(activate(name=f"Activate Ollama {plan.version}", version=plan.version, arch=arch, rocm=rocm))
+        changed.append(activate(name=f"Activate Ollama {choice.version}", version=choice.version, arch=arch, rocm=rocm))
     unit_files = [ensure_file(name=f"Ollama {'unit' if f.path == UNIT else 'server environment'}", path=f.path,
                               content=f.content, mode=f.mode, observed=observed.get(f.path))
                   for f in linux_files(config, decision)]
@@ -267,5 +267,5 @@ def install_linux(config: HostConfig, decision: Decision, arch: str, rocm: bool,
     restart = systemd.service(name="Restart Ollama (binary, unit or environment changed)", service="ollama.service",
                               restarted=True, _if=lambda: any(op.did_change() for op in changed))
     enabled_and_running(name="Ollama service enabled and running", layout=layout)
-    running_version(name="Ollama server runs the expected version", api=config.ollama_host, version=plan.version,
-                    _if=lambda: restart.did_change() or state.server_version != plan.version)
+    running_version(name="Ollama server runs the expected version", api=config.ollama_host, version=choice.version,
+                    _if=lambda: restart.did_change() or state.server_version != choice.version)

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from pyinfra import host
 from pyinfra.api import FactBase, operation
 
-from ..facts import MARK, OllamaState, _sections
+from ..facts import MARK, OllamaState, sections
 from ..ops import failure
 from ..rendering import render
 from ..settings import HostConfig
 from ..shell import as_account, command, sh_quote
 from ..sizing import Decision
 from ..userfiles import MISSING, editable, observe, write_text
-from ..versions import effective_floor, plan_install
+from ..versions import effective_floor, choose_version
 from .common import BASE, BIN_LINK, INSTALL_HELPER, running_version, server_environment
 
 LABEL = "com.localcode.ollama"
@@ -53,7 +53,7 @@ class MacOllamaFact(FactBase):
         ])
 
     def process(self, output: list[str]) -> MacOllama:
-        s = _sections(output)
+        s = sections(output)
         brew_lines = [line for line in s.get("brew", []) if line]
         versions = (s.get("brew-ollama") or [""])[0].split()
         tarball = (s.get("tarball") or [""])[0].rsplit("/", 1)[-1]
@@ -106,27 +106,27 @@ def install_macos(config: HostConfig, decision: Decision, state: OllamaState, lo
                  "own settings and auto-updates; quit it and remove it from Login Items on managed Macs")
     floor = effective_floor(config.ollama_min_version, decision.min_ollama)
     installed = mac.brew_version if mac.brew else mac.tarball_version or state.binary_version
-    plan = plan_install(installed, config.ollama_version, floor, config.ollama_upgrade, config.ollama_downgrade)
+    choice = choose_version(installed, config.ollama_version, floor, config.ollama_upgrade, config.ollama_downgrade)
     binary_changed = []
     if mac.brew:
         # Homebrew refuses to run as root: run it as the prefix's owner. The formula's version is
         # Homebrew's, not our pin: the floor is checked against the running server below.
         brew_user = mac.brew_owner or owner
-        host.log(f"ollama: Homebrew formula ({plan.reason}; the version is Homebrew's current formula)")
-        if plan.action != "keep":
+        host.log(f"ollama: Homebrew formula ({choice.reason}; the version is Homebrew's current formula)")
+        if choice.action != "keep":
             verb = "install" if installed is None else "upgrade"
             binary_changed.append(brew(name=f"brew {verb} ollama", brew_bin=mac.brew, verb=verb,
                                        _sudo=True, _sudo_user=brew_user, _use_sudo_login=True))
         binary = f"{brew_prefix(mac.brew)}/opt/ollama/bin/ollama"
         expected = None
     else:
-        host.log(f"ollama: CLI tarball ({plan.reason})")
-        if plan.action != "keep":
-            binary_changed.append(darwin_release(name=f"Ollama {plan.version} CLI tarball (verified)",
-                                                 version=plan.version, url_template=config.ollama_url_template,
+        host.log(f"ollama: CLI tarball ({choice.reason})")
+        if choice.action != "keep":
+            binary_changed.append(darwin_release(name=f"Ollama {choice.version} CLI tarball (verified)",
+                                                 version=choice.version, url_template=config.ollama_url_template,
                                                  _sudo=True))
         binary = BIN_LINK
-        expected = plan.version
+        expected = choice.version
     # The LaunchAgent lives in the developer's home: read and written as the developer.
     home = f"/Users/{owner}"
     agent = f"{home}/Library/LaunchAgents/{LABEL}.plist"

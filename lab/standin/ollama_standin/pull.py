@@ -6,7 +6,7 @@ followed), then Range-GETs into sha256-<hex>-partial with progress kept in -part
 verify sha256, rename, write the manifest.
 
 Deviation, on purpose: a plain registry:2 answers the blob GET with 200 and no Location; the real
-Ollama then fails ("http: no Location header in response", ollama/ollama#7244). The stand-in uses
+Ollama then fails ("http: no Location header in response", https://github.com/ollama/ollama/issues/7244). The stand-in uses
 the blob URL itself as the direct URL instead, so it can pull from Debian's docker-registry.
 """
 
@@ -194,7 +194,7 @@ class Puller:
             delete_map.discard(layer.digest)
         delete_map.discard(manifest.config.digest)
         self.fn({"status": "writing manifest"})
-        # 0.19.0 (#15104) keeps the registry's bytes; before, json.Marshal re-encoded the struct.
+        # 0.19.0 (https://github.com/ollama/ollama/pull/15104) keeps the registry's bytes; before, json.Marshal re-encoded the struct.
         raw = data if version_tuple(self.version) >= (0, 19, 0) else manifest.to_go_json()
         store.write_file(store.manifest_path(name), raw)
         if not self.no_prune and delete_map:
