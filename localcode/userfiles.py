@@ -41,7 +41,7 @@ else content() { base64 < "$1"; }; fi
 for p do
   echo "MARKfile:$p"
   if [ -L "$p" ]; then
-    t=$(readlink -f -- "$p" 2>/dev/null) || t=
+    t=$(readlink -f -- "$p" 2>/dev/null || realpath -- "$p" 2>/dev/null) || t=
     m=$(meta "$p") || m=
     echo "link ${m%% *} $(printf %s "$t" | base64 | tr -d '\n')"
     [ -n "$t" ] || { echo missing; continue; }
