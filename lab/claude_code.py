@@ -21,8 +21,6 @@ Every file is written to a temporary name in its final directory and renamed int
 from __future__ import annotations
 
 import base64
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -37,6 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from lab import paths
+from lab.files import atomic_write_text, locked, read_json, removed_on_failure
 
 DEFAULT_CLAUDE_VERSION = "2.1.330"
 WRAPPER_PACKAGE = "@anthropic-ai/claude-code"
@@ -128,40 +127,6 @@ def _hash_file(path: Path, *algorithms: str) -> dict[str, hashlib._Hash]:
     return hashes
 
 
-def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-@contextlib.contextmanager
-def file_lock(lock_path: Path):
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
 def _npm_env(npm_cache: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(npm_config_update_notifier="false", npm_config_fund="false", npm_config_audit="false")
@@ -214,7 +179,7 @@ def _publish_time(name: str, version: str, npm_cache: Path | None = None) -> str
 
 
 def _tarball_from_sidecar(tgz: Path, name: str, version: str) -> NpmTarball | None:
-    meta = _read_json(tgz.with_name(tgz.name + ".json"))
+    meta = read_json(tgz.with_name(tgz.name + ".json"))
     if not meta or meta.get("name") != name or meta.get("version") != version:
         return None
     known = KNOWN_INTEGRITY.get((name, version))
@@ -316,7 +281,7 @@ def _release_from_stamp(bin_path: Path, version: str, platform: str, wrapper: Np
                         plat: NpmTarball | None) -> ClaudeCodeRelease | None:
     if wrapper is None or plat is None:
         return None
-    stamp = _read_json(bin_path.with_name("claude.json"))
+    stamp = read_json(bin_path.with_name("claude.json"))
     if not stamp or stamp.get("version") != version or stamp.get("platform") != platform:
         return None
     if stamp.get("tarball_integrity") != plat.integrity:
@@ -334,7 +299,7 @@ def _extract_binary(tgz: Path, bin_path: Path, version: str, platform: str) -> t
     """Extract package/claude to bin_path atomically; return (sha256 hex, size)."""
     bin_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=bin_path.parent, prefix=".claude.")
-    try:
+    with removed_on_failure(tmp):
         sha = hashlib.sha256()
         size = 0
         with os.fdopen(fd, "wb") as out, tarfile.open(tgz, "r|gz") as tf:
@@ -360,10 +325,6 @@ def _extract_binary(tgz: Path, bin_path: Path, version: str, platform: str) -> t
                 raise ClaudeCodeFetchError(f"{tgz}: extracted binary says {said!r}, expected '{version} (Claude Code)'")
         os.replace(tmp, bin_path)
         return sha.hexdigest(), size
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def claude_code_release(version: str = DEFAULT_CLAUDE_VERSION, platform: str = "linux-x64", *,
@@ -390,7 +351,7 @@ def claude_code_release(version: str = DEFAULT_CLAUDE_VERSION, platform: str = "
     release = warm()
     if release:
         return release
-    with file_lock(cache / ".claude-code.lock"):
+    with locked(cache / ".claude-code.lock"):
         release = warm()  # another process may have finished while we waited
         if release:
             return release

@@ -15,12 +15,6 @@ from .spec import LabSpec
 from .state import LabState
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _wait_for_socket(path: Path, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -49,13 +43,13 @@ def start(spec: LabSpec, state: LabState, base: Path, log=print) -> None:
     )
     services["mirror_root"] = str(mirror_root)
     services["mirror_socket"] = str(run / "mirror.sock")
-    services["mirror_tcp_port"] = _free_port()
+    services["mirror_tcp_port"] = registry.free_port()
     conf = run / "nginx.conf"
     mirror.write_nginx_config(conf, mirror_root, run / "mirror.sock", services["mirror_tcp_port"], run / "nginx")
     state.add_proc(services, spawn(mirror.nginx_argv(conf), run / "nginx.log"))
 
     storage = registry.seeded_storage()
-    services["registry_tcp_port"] = _free_port()
+    services["registry_tcp_port"] = registry.free_port()
     services["registry_socket"] = str(run / "registry.sock")
     reg_conf = run / "registry.yml"
     registry.write_config(reg_conf, storage, f"127.0.0.1:{services['registry_tcp_port']}")

@@ -41,13 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import paths
-from lab.claude_code import (
-    atomic_write_text,
-    check_pinned_version,
-    claude_code_release,
-    file_lock,
-    platform_package,
-)
+from lab.claude_code import check_pinned_version, claude_code_release, platform_package
+from lab.files import atomic_write_text, locked, read_json, removed_on_failure, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -76,31 +71,22 @@ class NginxNotInstalled(RuntimeError):
 # --------------------------------------------------------------------------- small helpers
 
 
-def _sha256_file(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def _place(src: Path, dst: Path) -> None:
     """Put src's content at dst atomically: hard link if possible, else copy."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.parent / f".{dst.name}.{os.getpid()}.tmp"
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)
-    try:
-        os.link(src, tmp)
-    except OSError as e:
-        if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES):
-            raise
-        shutil.copy2(src, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-    try:
+    with removed_on_failure(tmp):
+        try:
+            os.link(src, tmp)
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES):
+                raise
+            shutil.copy2(src, tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _file_id(path: Path) -> list[int] | None:
@@ -109,14 +95,6 @@ def _file_id(path: Path) -> list[int] | None:
     except OSError:
         return None
     return [st.st_ino, st.st_size, st.st_mtime_ns]
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _remove(path: Path) -> None:
@@ -180,7 +158,7 @@ def _ollama_key(version: str, arch: str, registry_url: str, standin_hash: str) -
 
 
 def _ollama_from_cache(entry: Path, version: str, arch: str) -> OllamaRelease | None:
-    meta = _read_json(entry / ".stamp.json")
+    meta = read_json(entry / ".stamp.json")
     if not meta:
         return None
     tarball, sums = entry / ollama_tarball_name(arch), entry / "sha256sum.txt"
@@ -205,7 +183,7 @@ def build_standin_release(version: str, registry_url: str, arch: str = "amd64", 
         return cached
     if not builder.is_file():
         raise MirrorError(f"Ollama stand-in builder missing: {builder}")
-    with file_lock(base / ".lock"):
+    with locked(base / ".lock"):
         cached = _ollama_from_cache(entry, version, arch)
         if cached:
             return cached
@@ -223,7 +201,7 @@ def build_standin_release(version: str, registry_url: str, arch: str = "amd64", 
                 if not p.is_file():
                     raise MirrorError(f"stand-in builder did not write {p.relative_to(work)} (argv: {argv})")
             listed = parse_sha256sums(sums.read_text()).get(tarball.name)
-            actual = _sha256_file(tarball)
+            actual = sha256_file(tarball)
             if listed != actual:
                 raise MirrorError(f"stand-in {tarball.name}: sha256 {actual} but sha256sum.txt says {listed}")
             for p in built.iterdir():
@@ -287,7 +265,7 @@ def build_mirror_tree(root: Path, ollama_versions: list[str], claude_version: st
     check_pinned_version(claude_version)
     root = Path(root).absolute()
     root.mkdir(parents=True, exist_ok=True)
-    with file_lock(root / LOCK_NAME):
+    with locked(root / LOCK_NAME):
         _sync_tree(root, versions, claude_version, registry_url, tuple(claude_platforms), tuple(ollama_arches),
                    cache_dir, standin_dir)
     return root
@@ -297,7 +275,7 @@ def _sync_tree(root: Path, versions: list[str], claude_version: str, registry_ur
                claude_platforms: tuple[str, ...], ollama_arches: tuple[str, ...],
                cache_dir: Path | None, standin_dir: Path | None) -> None:
     stamp_path = root / STAMP_NAME
-    old = _read_json(stamp_path) or {}
+    old = read_json(stamp_path) or {}
     if old.get("format") != _STAMP_FORMAT:
         old = {}
     old_parts: dict = old.get("parts", {})

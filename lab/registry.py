@@ -16,8 +16,6 @@ the stand-in's release, see lab/standin/build_release.py).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import functools
 import hashlib
 import importlib.util
@@ -36,6 +34,7 @@ import requests
 import yaml
 
 from lab import paths
+from lab.files import locked
 
 PACKAGE = "docker-registry"
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
@@ -74,17 +73,6 @@ def _binary_in(entry: Path) -> Path:
     return entry / "usr" / "bin" / "docker-registry"
 
 
-@contextlib.contextmanager
-def _locked(lock_path: Path):
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _apt_download(workdir: Path) -> Path:
     cmd = ["apt-get", "download", "-o", "APT::Sandbox::User=root", PACKAGE]
     out = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=600)
@@ -121,7 +109,7 @@ def ensure_registry_binary() -> Path:
         cached = sorted(p for p in root.iterdir() if p.is_dir() and _binary_in(p).is_file())
         if cached:
             return _binary_in(cached[-1])
-    with _locked(root / ".lock"):
+    with locked(root / ".lock"):
         if version and _binary_in(root / _safe(version)).is_file():
             return _binary_in(root / _safe(version))
         work = Path(tempfile.mkdtemp(dir=root, prefix=".fetch-"))
@@ -196,6 +184,7 @@ def wait_ready(url: str, timeout: float = 15.0, proc: subprocess.Popen | None = 
 
 
 def free_port() -> int:
+    """A port free on 127.0.0.1 now, for a service the lab starts (the mirror and the registry)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -345,7 +334,7 @@ def seeded_storage(models: list[str] | None = None) -> Path:
     dest = base / key
     if dest.is_dir():
         return dest
-    with _locked(base / ".lock"):
+    with locked(base / ".lock"):
         if dest.is_dir():
             return dest
         work = Path(tempfile.mkdtemp(dir=base, prefix=f".build-{key}-"))

@@ -3,14 +3,13 @@ after a crash removes exactly what was made, and nothing else."""
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import threading
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from . import files
 from .paths import lab_dir
 from .procs import ProcRecord
 
@@ -30,9 +29,7 @@ class LabState:
     def save(self) -> None:
         """Write atomically; host bring-up threads share one state, so saves are serialised."""
         with self._lock:
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True) + "\n")
-            os.replace(tmp, self.path)
+            files.atomic_write_text(self.path, json.dumps(self.data, indent=1, sort_keys=True) + "\n")
 
     def host(self, name: str) -> dict[str, Any]:
         return self.data["hosts"].setdefault(name, {"mounts": [], "procs": []})
@@ -60,11 +57,10 @@ def load_state(lab_name: str) -> LabState | None:
 @contextmanager
 def locked(lab_name: str) -> Iterator[None]:
     """Serialise up/down of one lab; a second caller fails fast instead of racing."""
-    directory = lab_dir(lab_name)
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / "lock", "w") as handle:
+    lock = lab_dir(lab_name) / "lock"
+    with ExitStack() as stack:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            stack.enter_context(files.locked(lock, wait=False))
         except BlockingIOError:
-            raise RuntimeError(f"lab {lab_name!r} is busy: another `python -m lab` command holds {directory}/lock") from None
+            raise RuntimeError(f"lab {lab_name!r} is busy: another `python -m lab` command holds {lock}") from None
         yield

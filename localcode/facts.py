@@ -409,39 +409,110 @@ class Account:
 
 
 class AccountsFact(FactBase):
-    """Developer accounts (home, login shell, ids). Linux: getent passwd; macOS: dscl."""
+    """Developer accounts (home, login shell, ids). Linux: getent passwd; macOS: dscl, whose raw
+    output is parsed here rather than cut up by awk on the host, so every value is checked."""
 
     def default(self) -> dict[str, Account | None]:
         return {}
 
     def command(self, users: tuple[str, ...] = ()) -> str:
-        names = " ".join(sh_quote(u) for u in users)
-        return "; ".join([
-            f"echo {MARK}users",
-            f"for u in {names}; do "
-            "if command -v getent >/dev/null; then getent passwd \"$u\" || echo \"$u:?missing\"; "
-            "else h=$(dscl . -read \"/Users/$u\" NFSHomeDirectory UserShell UniqueID PrimaryGroupID 2>/dev/null) "
-            "&& echo \"$u:x:$(echo \"$h\" | awk '/UniqueID/{print $2}'):$(echo \"$h\" | awk '/PrimaryGroupID/{print $2}'):"
-            ":$(echo \"$h\" | awk '/NFSHomeDirectory/{print $2}'):$(echo \"$h\" | awk '/UserShell/{print $2}')\" "
-            "|| echo \"$u:?missing\"; fi; done" if users else "true",
-            "true",
-        ])
+        """One round trip: a passwd line per user, or on macOS the user's dscl record after a
+        marker of its own (a repeated marker would fail the hardware fact, hence each name once)."""
+        names = " ".join(sh_quote(u) for u in dict.fromkeys(users))
+        if not names:
+            return f"echo {MARK}users"
+        return (f"echo {MARK}users; for u in {names}; do "
+                f"if command -v getent >/dev/null; then getent passwd \"$u\" || echo \"$u:{MISSING_ACCOUNT}\"; "
+                f"else printf '%s\\n' \"{MARK}dscl:$u\"; "
+                f"dscl . -read \"/Users/$u\" {' '.join(DSCL_KEYS)} 2>/dev/null || echo '{MISSING_ACCOUNT}'; fi; done")
 
     def process(self, output: list[str]) -> dict[str, Account | None]:
         return parse_accounts(output)
 
 
+# What dscl is asked for, and the Account field each fills.
+DSCL_KEYS = {"NFSHomeDirectory": "home", "UserShell": "shell", "UniqueID": "uid", "PrimaryGroupID": "gid"}
+ACCOUNT_NAME = re.compile(r"[!-9;-~]{1,256}")  # printable ASCII but ':' and space
+ACCOUNT_ID = re.compile(r"[0-9]{1,10}")  # ASCII digits; ids are 32-bit
+MISSING_ACCOUNT = "?missing"
+
+
 def parse_accounts(output: list[str]) -> dict[str, Account | None]:
-    s = sections(output)
+    """Accounts from getent passwd lines (section `users`) and dscl records (a section
+    `dscl:<name>` each); None for a user the host does not know. A name reported twice fails
+    the host: which of the two accounts would the deploy write as?"""
     accounts: dict[str, Account | None] = {}
-    for line in s.get("users", []):
-        fields = line.split(":")
-        if len(fields) == 2 and fields[1] == "?missing":
-            accounts[fields[0]] = None
-            continue
-        if len(fields) != 7 or not re.fullmatch(r"[0-9]{1,10}", fields[2]) or not re.fullmatch(r"[0-9]{1,10}", fields[3]) \
-                or not fields[5].startswith("/") or fields[0] in accounts:
-            raise _fail("accounts", "unexpected passwd line", line)
-        accounts[fields[0]] = Account(fields[0], int(fields[2]), int(fields[3]), fields[5], fields[6])
+
+    def add(name: str, account: Account | None) -> None:
+        if not ACCOUNT_NAME.fullmatch(name):
+            raise _fail("accounts", "not a user name", name)
+        if name in accounts:
+            raise _fail("accounts", "one user reported twice", name)
+        accounts[name] = account
+
+    for section, lines in sections(output).items():
+        if section == "users":
+            for line in lines:
+                add(*_passwd_entry(line))
+        elif section.startswith("dscl:"):
+            name = section.removeprefix("dscl:")
+            add(name, None if lines == [MISSING_ACCOUNT] else _dscl_entry(name, lines))
     return accounts
+
+
+def _passwd_entry(line: str) -> tuple[str, Account | None]:
+    """`name:x:uid:gid:gecos:home:shell`, or `name:?missing`. Messages quote the offending field
+    only: the GECOS field holds private data (names, phone numbers)."""
+    fields = line.split(":")
+    if len(fields) == 2 and fields[1] == MISSING_ACCOUNT:
+        return fields[0], None
+    if len(fields) != 7:
+        raise _fail("accounts", f"passwd line with {len(fields)} fields, not 7", fields[0])
+    name, _, uid, gid, _, home, shell = fields
+    return name, _account(name, uid, gid, home, shell)
+
+
+def _dscl_entry(name: str, lines: list[str]) -> Account:
+    """`dscl . -read /Users/<name> <keys>`: `Key: value` a line, or `Key:` with the value on the
+    next line after one space (dscl's form for values with spaces). Each key once, one value each."""
+    if len(lines) > 2 * len(DSCL_KEYS):
+        raise _fail("accounts", f"{name}: dscl printed {len(lines)} lines, more than its keys take")
+    values: dict[str, str] = {}
+    pending: str | None = None  # a key whose value is on the next line
+    for line in lines:
+        if pending is not None:
+            if not line.startswith(" "):
+                raise _fail("accounts", f"{name}: dscl printed no value for {pending}")
+            values[pending], pending = line[1:], None
+            continue
+        key, colon, rest = line.partition(":")
+        if not colon or key not in DSCL_KEYS:
+            raise _fail("accounts", f"{name}: unexpected dscl line", key)
+        if key in values:
+            raise _fail("accounts", f"{name}: dscl printed {key} twice")
+        if not rest.strip():
+            pending = key
+        elif rest.startswith(" ") and not any(c.isspace() for c in rest[1:]):
+            values[key] = rest[1:]
+        else:
+            raise _fail("accounts", f"{name}: dscl printed several values for {key}")
+    missing = [key for key in DSCL_KEYS if key not in values]
+    if missing:
+        raise _fail("accounts", f"{name}: dscl printed no {', '.join(missing)}")
+    fields = {field: values[key] for key, field in DSCL_KEYS.items()}
+    return _account(name, fields["uid"], fields["gid"], fields["home"], fields["shell"])
+
+
+def _account(name: str, uid: str, gid: str, home: str, shell: str) -> Account:
+    """The checks both sources share: ids from ASCII digits within 32 bits, an absolute home and
+    a shell of sane length without control characters."""
+    for what, value in (("uid", uid), ("gid", gid)):
+        if not ACCOUNT_ID.fullmatch(value) or int(value) >= 2**32:
+            raise _fail("accounts", f"{name}: {what} is not a 32-bit whole number", value)
+    for what, value in (("home", home), ("shell", shell)):
+        if len(value) > MAX_LINE or not value.isprintable():
+            raise _fail("accounts", f"{name}: {what} too long or with control characters", value)
+    if not home.startswith("/"):
+        raise _fail("accounts", f"{name}: home is not an absolute path", home)
+    return Account(name, int(uid), int(gid), home, shell)
 

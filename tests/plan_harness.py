@@ -96,9 +96,14 @@ def linux_hardware(ram_gib: int = 64, nvidia_mib: tuple[int, ...] = (), login: s
     return out
 
 
-def accounts(*entries: tuple[str, int, str, str]) -> list[str]:
-    """Account lines (the AccountsFact part of the hardware fact) for (user, uid, home, shell)."""
-    return [f"{M}users", *(f"{u}:x:{uid}:{uid}::{home}:{shell}" for u, uid, home, shell in entries)]
+def accounts(*entries: tuple[str, int, str, str], macos: bool = False) -> list[str]:
+    """The AccountsFact part of the hardware fact for (user, uid, home, shell): getent passwd
+    lines, or on macOS a dscl record after each user's marker, as the host prints them."""
+    if not macos:
+        return [f"{M}users", *(f"{u}:x:{uid}:{uid}::{home}:{shell}" for u, uid, home, shell in entries)]
+    return [f"{M}users", *(line for u, uid, home, shell in entries for line in (
+        f"{M}dscl:{u}", f"NFSHomeDirectory: {home}", f"PrimaryGroupID: {uid}", f"UniqueID: {uid}",
+        f"UserShell: {shell}"))]
 
 
 def no_ollama() -> list[str]:

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 from pyinfra.api.exceptions import FactProcessError
 
-from localcode.facts import AccountsFact, HardwareFact, OllamaFact, parse_accounts, parse_hardware, parse_ollama
+from localcode.facts import Account, AccountsFact, HardwareFact, OllamaFact, parse_accounts, parse_hardware, parse_ollama
 from localcode.sizing import GiB, MiB
 
 M = "::localcode::"
@@ -112,6 +112,94 @@ def test_accounts_command_runs_here():
                             capture_output=True, text=True).stdout
     accounts = parse_accounts(output.splitlines())
     assert accounts["root"].uid == 0 and accounts["no-such-user"] is None
+
+
+# `dscl . -read /Users/<name> NFSHomeDirectory UserShell UniqueID PrimaryGroupID` as macOS prints it.
+DSCL_ANA = ["NFSHomeDirectory: /Users/ana", "PrimaryGroupID: 20", "UniqueID: 501", "UserShell: /bin/zsh"]
+
+
+def dscl(name: str, *lines: str) -> list[str]:
+    return [f"{M}users", f"{M}dscl:{name}", *lines]
+
+
+def test_accounts_from_dscl_records():
+    out = [*dscl("ana", *DSCL_ANA), f"{M}dscl:bo", "NFSHomeDirectory:", " /Users/Bo Lima", "PrimaryGroupID: 20",
+           "UniqueID: 502", "UserShell:", " /opt/homebrew/bin/fish", f"{M}dscl:ghost", "?missing"]
+    assert parse_accounts(out) == {
+        "ana": Account("ana", 501, 20, "/Users/ana", "/bin/zsh"),
+        "bo": Account("bo", 502, 20, "/Users/Bo Lima", "/opt/homebrew/bin/fish"),
+        "ghost": None,
+    }
+
+
+def test_hardware_fact_reads_dscl_records_of_a_mac():
+    out = [f"{M}uname", "Darwin", "arm64", f"{M}darwin", str(48 * GiB), "Apple M4 Pro", "0", f"{M}login", "ana",
+           *dscl("ana", *DSCL_ANA)]
+    assert parse_hardware(out).accounts == {"ana": Account("ana", 501, 20, "/Users/ana", "/bin/zsh")}
+
+
+def ana_with(key: str, *lines: str) -> list[str]:
+    """Ana's record with the line of `key` replaced by `lines` (left out when there are none)."""
+    return [new for line in DSCL_ANA for new in (lines if line.startswith(f"{key}:") else (line,))]
+
+
+@pytest.mark.parametrize(("lines", "expected"), [
+    (ana_with("UniqueID", "UniqueID: ５０１"), "accounts: ana: uid is not a 32-bit whole number: '???'"),
+    (ana_with("UniqueID", "UniqueID: -2"), "accounts: ana: uid is not a 32-bit whole number: '-2'"),
+    (ana_with("UniqueID", "UniqueID: 4294967296"), "accounts: ana: uid is not a 32-bit whole number: '4294967296'"),
+    (ana_with("UniqueID", "UniqueID: 501 0"), "accounts: ana: dscl printed several values for UniqueID"),
+    (ana_with("NFSHomeDirectory", "NFSHomeDirectory: Users/ana"),
+     "accounts: ana: home is not an absolute path: 'Users/ana'"),
+    (ana_with("NFSHomeDirectory", "NFSHomeDirectory:", " /Users/a\x1bb"),
+     "accounts: ana: home too long or with control characters: '/Users/a?b'"),
+    (ana_with("NFSHomeDirectory", "NFSHomeDirectory:"), "accounts: ana: dscl printed no value for NFSHomeDirectory"),
+    (ana_with("UserShell"), "accounts: ana: dscl printed no UserShell"),
+    (ana_with("UserShell", "UserShell:"), "accounts: ana: dscl printed no UserShell"),
+    (ana_with("UserShell", "No such key: UserShell"), "accounts: ana: unexpected dscl line: 'No such key'"),
+    ([*DSCL_ANA, "UniqueID: 0"], "accounts: ana: dscl printed UniqueID twice"),
+    (["RealName: Ana", *DSCL_ANA], "accounts: ana: unexpected dscl line: 'RealName'"),
+    ([*DSCL_ANA, *DSCL_ANA, "UniqueID: 0"], "accounts: ana: dscl printed 9 lines, more than its keys take"),
+    ([], "accounts: ana: dscl printed no NFSHomeDirectory, UserShell, UniqueID, PrimaryGroupID"),
+])
+def test_hostile_dscl_records_fail_the_host(lines, expected):
+    with pytest.raises(FactProcessError) as info:
+        parse_accounts(dscl("ana", *lines))
+    assert str(info.value) == expected
+
+
+def test_one_user_from_two_sources_or_an_odd_name_fails_the_host():
+    with pytest.raises(FactProcessError, match="one user reported twice"):
+        parse_accounts([f"{M}users", "ana:x:501:20::/Users/ana:/bin/zsh", f"{M}dscl:ana", *DSCL_ANA])
+    with pytest.raises(FactProcessError, match="not a user name"):
+        parse_accounts(dscl("a b", *DSCL_ANA))
+
+
+def test_passwd_failures_never_quote_the_gecos_field():
+    with pytest.raises(FactProcessError) as info:
+        parse_accounts([f"{M}users", "dev:x:1000:1000:Dana, +1 555 0100:relative:/bin/bash"])
+    assert str(info.value) == "accounts: dev: home is not an absolute path: 'relative'"
+
+
+def test_accounts_command_takes_the_dscl_branch_without_getent(tmp_path):
+    """The macOS branch, run here: no getent on PATH, a dscl that prints a recorded record."""
+    record = tmp_path / "ana.dscl"
+    record.write_text("\n".join(DSCL_ANA) + "\n")
+    fake = tmp_path / "dscl"
+    fake.write_text('#!/bin/sh\n[ "$*" = ". -read /Users/ana NFSHomeDirectory UserShell UniqueID PrimaryGroupID" ] '
+                    f"&& exec /bin/cat {record}\n"
+                    "echo 'DS Error: -14136 (eDSRecordNotFound)' >&2; exit 56\n")
+    fake.chmod(0o755)
+
+    def run(*users: str) -> list[str]:
+        command = AccountsFact().command(users)
+        return subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, cwd=tmp_path,
+                              env={"PATH": str(tmp_path)}).stdout.splitlines()
+
+    output = run("ana", "ghost", "ana")
+    assert output == [f"{M}users", f"{M}dscl:ana", *DSCL_ANA, f"{M}dscl:ghost", "?missing"]
+    assert parse_accounts(output) == {"ana": Account("ana", 501, 20, "/Users/ana", "/bin/zsh"), "ghost": None}
+    assert run("x'; touch pwned; '") == [f"{M}users", f"{M}dscl:x'; touch pwned; '", "?missing"]
+    assert not (tmp_path / "pwned").exists()
 
 
 def test_ollama_show_of_missing_or_broken_models_is_none():

@@ -1,9 +1,13 @@
-"""The lab file is validated before anything is created, with errors naming key and value."""
+"""The lab's own parts: the lab file is validated before anything is created, with errors naming
+key and value; fake host files, process records, cache writes and locks do what `lab up` and
+`lab down` rely on."""
 
 from pathlib import Path
 
 import pytest
 
+from lab import files, paths, state
+from lab.files import atomic_write_text, read_json, sha256_file
 from lab.hostlayer import fake_meminfo
 from lab.inventory import _memberships
 from lab.procs import ProcRecord, spawn, stop_all
@@ -64,12 +68,12 @@ def test_host_addresses_are_disjoint_per_host():
 
 
 def test_fake_meminfo_reports_the_host_ram():
-    text = fake_meminfo(16, Path("/proc/meminfo").read_text())
-    fields = {line.split(":")[0]: line.split()[1] for line in text.splitlines()}
-    total_kb = int(fields["MemTotal"])
-    assert 15 * 1024 * 1024 < total_kb <= 16 * 1024 * 1024
-    assert int(fields["MemAvailable"]) < total_kb
-    assert len(text.splitlines()) == len(Path("/proc/meminfo").read_text().splitlines())
+    """A recorded /proc/meminfo: RAM and swap are the host's, every other line is kept."""
+    control = ("MemTotal:       32768000 kB\nMemFree:         1000000 kB\nMemAvailable:   20000000 kB\n"
+               "Buffers:          100000 kB\nSwapTotal:       2097148 kB\nSwapFree:        2097148 kB\n")
+    assert fake_meminfo(16, control) == (
+        "MemTotal:       16441671 kB\nMemFree:        13975420 kB\nMemAvailable:   14797503 kB\n"
+        "Buffers:          100000 kB\nSwapTotal:             0 kB\nSwapFree:              0 kB\n")
 
 
 def test_group_memberships():
@@ -88,3 +92,44 @@ def test_stop_all_only_signals_recorded_processes(tmp_path):
     assert record.alive()
     assert stop_all([record]) == [record]
     assert not record.alive()
+
+
+def test_atomic_write_replaces_whole_files_and_leaves_no_temporary_file(tmp_path):
+    target = tmp_path / "deep/stamp.json"
+    atomic_write_text(target, "one\n", mode=0o600)
+    atomic_write_text(target, "two\n")
+    assert target.read_text() == "two\n" and target.stat().st_mode & 0o777 == 0o644
+    with pytest.raises(TypeError):
+        atomic_write_text(target, b"bytes")  # type: ignore[arg-type]
+    assert target.read_text() == "two\n" and sorted(p.name for p in target.parent.iterdir()) == ["stamp.json"]
+
+
+def test_read_json_takes_only_an_object(tmp_path):
+    """An untrusted stamp means "redo": missing, broken or not an object all read as None."""
+    path = tmp_path / "stamp.json"
+    assert read_json(path) is None
+    for text in ("{broken", "[1, 2]", "\"text\""):
+        path.write_text(text)
+        assert read_json(path) is None
+    path.write_text('{"format": 1}')
+    assert read_json(path) == {"format": 1}
+
+
+def test_sha256_file(tmp_path):
+    path = tmp_path / "abc"
+    path.write_bytes(b"abc")
+    assert sha256_file(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_a_held_lock_makes_a_second_lab_command_fail_fast(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "STATE_ROOT", tmp_path)
+    with files.locked(tmp_path / "demo/lock"):
+        with pytest.raises(BlockingIOError):
+            with files.locked(tmp_path / "demo/lock", wait=False):
+                pass
+        with pytest.raises(RuntimeError, match="lab 'demo' is busy"):
+            with state.locked("demo"):
+                pass
+    with state.locked("demo"):
+        with pytest.raises(BlockingIOError, match="from the body"):  # not taken for "busy"
+            raise BlockingIOError("from the body")
