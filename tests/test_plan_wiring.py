@@ -15,9 +15,10 @@ def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-def host(hardware: list[str], user: tuple[str, int, str, str], files: list[str] | None = None) -> dict:
+def host(hardware: list[str], user: tuple[str, int, str, str], files: list[str] | None = None,
+         macos: bool = False) -> dict:
     return {"developer_users": [user[0]], "fake_responses": {
-        **linux_base(), "uname -s; uname -m": hardware + accounts(user), "/api/tags": no_ollama(),
+        **linux_base(), "uname -s; uname -m": hardware + accounts(user, macos=macos), "/api/tags": no_ollama(),
         **({"localcode-read": files} if files else {})}}
 
 
@@ -42,7 +43,7 @@ def test_linux_files_are_written_as_the_developer(monkeypatch):
 
 
 def test_mac_files_are_written_as_the_developer_through_sudo(monkeypatch):
-    mac = host(darwin_hardware(48, login="root"), ("ana", 501, "/Users/ana", "/bin/zsh"))
+    mac = host(darwin_hardware(48, login="root"), ("ana", 501, "/Users/ana", "/bin/zsh"), macos=True)
     mac["fake_responses"]["list --versions ollama"] = [f"{M}brew", "/opt/homebrew/bin/brew", "ana",
                                                        f"{M}brew-ollama", f"{M}tarball", f"{M}app", f"{M}uid", "501",
                                                        f"{M}agent"]
