@@ -9,7 +9,7 @@ LAB_TOOLS := debootstrap:debootstrap systemd-nspawn:systemd-container nginx:ngin
 
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench lab-up lab-down clean
+.PHONY: setup demo test bench defaults lab-up lab-down clean
 
 setup: $(VENV)/.installed
 
@@ -47,6 +47,11 @@ test: setup
 bench: setup
 	$(BIN)/python bench/fleet.py
 	$(BIN)/python bench/transfer.py
+
+# group_data/all.py, generated from HostConfig (localcode/settings.py): every key, its default and
+# what it does. tests/test_defaults.py fails while the committed file differs.
+defaults: setup
+	$(BIN)/localcode defaults > group_data/all.py.tmp && mv group_data/all.py.tmp group_data/all.py
 
 lab-up: setup
 	$(BIN)/python -m lab up

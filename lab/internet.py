@@ -77,26 +77,26 @@ def bridge_argvs(spec: LabSpec, state: LabState, netns: str) -> list[list[str]]:
 
 
 def build_bundle(state: LabState, log=print) -> Path:
-    """The lab's bundle, built like an operator's (`localcode bundle`) from the lab's internet:
-    the release mirror and the model registry, for the models the lab's hosts are sized for."""
+    """The lab's bundle, built like an operator's (`localcode bundle --inventory`) from the lab's
+    internet: the releases the lab's hosts pin and the models they are sized for, fetched from
+    the control side of the release mirror and the model registry."""
     import os
 
-    from localcode.bundle import Sources, build
-    from localcode.gather import gather_plans
-    from localcode.settings import HostConfig
+    from localcode.bundle import build, pinned_releases
+    from localcode.gather import gather_fleet
     from .inventory import lab_bundle_dir
 
     services = state.data["services"]
     os.environ["LOCALCODE_LAB"] = state.lab_name
-    plans = gather_plans(str(REPO_ROOT / "inventory/lab.py"))
+    configs, plans = gather_fleet(str(REPO_ROOT / "inventory/lab.py"))
     models = sorted({p.decision.model for p in plans if p.decision and p.decision.model})
     mirror = f"http://127.0.0.1:{services['mirror_tcp_port']}"
-    sources = Sources(f"{mirror}/ollama/releases/download", f"{mirror}/claude-code-releases",
-                      f"http://127.0.0.1:{services['registry_tcp_port']}")
     target = lab_bundle_dir(Path(services["mirror_root"]))
-    defaults = HostConfig()
-    index, fetched = build(target, models, ("linux-amd64",), defaults.ollama_version, defaults.claude_version,
-                           sources, progress=False)
-    log(f"lab bundle {target}: models {', '.join(m.name for m in index.models)}; "
+    index, fetched = build(target, models, ("linux-amd64",),
+                           pinned_releases(configs, "ollama", base=f"{mirror}/ollama/releases/download"),
+                           pinned_releases(configs, "claude", base=f"{mirror}/claude-code-releases"),
+                           f"http://127.0.0.1:{services['registry_tcp_port']}", progress=False)
+    log(f"lab bundle {target}: Ollama {' + '.join(index.ollama_versions)}, Claude Code "
+        f"{' + '.join(index.claude_versions)}, models {', '.join(m.name for m in index.models)}; "
         f"{fetched / 1e6:.1f} MB downloaded")
     return target

@@ -10,6 +10,8 @@ import yaml
 from packaging.version import InvalidVersion, Version
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from localcode.settings import HostConfig
+
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,14}$"
 USER_PATTERN = r"^[a-z_][a-z0-9_-]{0,30}$"
 SHELLS = {"bash": "/bin/bash", "zsh": "/bin/zsh", "fish": "/usr/bin/fish"}
@@ -90,7 +92,18 @@ class Internet(Strict):
     mirror_port: int = Field(default=8080, gt=0, lt=65536)
     registry_port: int = Field(default=5000, gt=0, lt=65536)
     ollama_versions: tuple[VersionStr, ...] = ("0.13.5", "0.14.3", "0.21.0", "0.30.0")
-    claude_code_version: VersionStr = "2.1.330"
+    # The one Claude Code release the mirror carries: the version hosts pin unless told otherwise.
+    claude_code_version: VersionStr = HostConfig().claude_version
+
+    @field_validator("ollama_versions")
+    @classmethod
+    def _carries_the_pin(cls, versions: tuple[str, ...]) -> tuple[str, ...]:
+        """Hosts install HostConfig's ollama_version unless told otherwise: without it every
+        default deploy would fail against the mirror."""
+        pinned = HostConfig().ollama_version
+        if pinned not in versions:
+            raise ValueError(f"must include {pinned}, the ollama_version hosts pin by default (localcode's HostConfig)")
+        return versions
 
     @property
     def mirror_url(self) -> str:

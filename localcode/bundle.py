@@ -1,8 +1,8 @@
 """`localcode bundle`: on a connected machine, gather everything a fleet needs into one
-directory: Ollama release tarballs with `sha256sum.txt`, Claude Code binaries with their
-`manifest.json`, and model manifests and blobs fetched over the registry protocol. Every
-file is sha256-verified before it is kept; downloads resume with Range; blobs come several
-at a time; re-running fetches only what is missing."""
+directory: the Ollama release tarballs (with `sha256sum.txt`) and Claude Code binaries (with
+their `manifest.json`) of every version its hosts pin, and model manifests and blobs fetched
+over the registry protocol. Every file is sha256-verified before it is kept; downloads resume
+with Range; blobs come several at a time; re-running fetches only what is missing."""
 
 from __future__ import annotations
 
@@ -10,17 +10,21 @@ import hashlib
 import json
 import os
 import threading
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import requests
+from packaging.version import Version
 from tqdm import tqdm
 
 from .bundle_index import (
-    CLAUDE_PLATFORMS, OLLAMA_FILES, BundleFile, BundleIndex, BundleModel, blob_path, claude_path,
+    CLAUDE_PLATFORMS, OLLAMA_FILES, REGISTRY_URL, BundleFile, BundleIndex, BundleModel, blob_path, claude_path,
     manifest_digests, manifest_path, ollama_path, save_index, split_name,
 )
+from .settings import HostConfig
 
 CHUNK = 4 << 20
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
@@ -30,11 +34,42 @@ class BundleError(RuntimeError):
     """A download failed or did not verify; the message names the URL."""
 
 
+ReleaseKind = Literal["ollama", "claude"]
+# How releases lie under a base URL given instead of the hosts' url templates (`--ollama-url`,
+# `--claude-url`): as upstream lays them out, and as a bundle or the lab's mirror does.
+BASE_LAYOUTS: dict[ReleaseKind, str] = {"ollama": "v{version}/{file}", "claude": "{version}/{file}"}
+
+
 @dataclass(frozen=True)
-class Sources:
-    ollama_base: str = "https://github.com/ollama/ollama/releases/download"
-    claude_base: str = "https://downloads.claude.ai/claude-code-releases"
-    registry: str = "https://registry.ollama.ai"
+class Release:
+    """One Ollama or Claude Code release to carry: its version, where its internet copy comes
+    from (a url template with {version} and {file}) and the hosts that install it (none:
+    no inventory, HostConfig's default)."""
+
+    version: str
+    url_template: str
+    hosts: tuple[str, ...] = ()
+
+    def url(self, file: str) -> str:
+        return self.url_template.format(version=self.version, file=file)
+
+
+def pinned_releases(configs: Mapping[str, HostConfig], kind: ReleaseKind, version: str | None = None,
+                    base: str | None = None) -> list[Release]:
+    """The releases of one kind that these hosts install: each pinned version once, with the
+    hosts that pin it, from the url template of the first of them. A host's template says where
+    the internet copy comes from whatever its source (a bundle host's as much as an online
+    one's). Without hosts, HostConfig's defaults. `version` replaces every pin; `base` every
+    template (a base URL laid out like upstream's)."""
+    pins = [(host, configs[host]) for host in sorted(configs)] or [(None, HostConfig())]
+    releases: dict[str, Release] = {}
+    for host, config in pins:
+        pinned = version or getattr(config, f"{kind}_version")
+        template = f"{base.rstrip('/')}/{BASE_LAYOUTS[kind]}" if base else getattr(config, f"{kind}_url_template")
+        known = releases.setdefault(pinned, Release(pinned, template))
+        if host is not None:
+            releases[pinned] = replace(known, hosts=(*known.hosts, host))
+    return sorted(releases.values(), key=lambda r: Version(r.version))
 
 
 class Fetcher:
@@ -123,46 +158,46 @@ def parse_sums(text: str) -> dict[str, str]:
     return sums
 
 
-def fetch_ollama(f: Fetcher, sources: Sources, version: str, platforms: tuple[str, ...]) -> list[BundleFile]:
-    base = f"{sources.ollama_base}/v{version}"
-    sums_bytes = f.text(f"{base}/sha256sum.txt")
+def fetch_ollama(f: Fetcher, release: Release, platforms: tuple[str, ...]) -> list[BundleFile]:
+    sums_url = release.url("sha256sum.txt")
+    sums_bytes = f.text(sums_url)
     sums = parse_sums(sums_bytes.decode())
-    sums_rel = ollama_path(version, "sha256sum.txt")
+    sums_rel = ollama_path(release.version, "sha256sum.txt")
     (f.root / sums_rel).parent.mkdir(parents=True, exist_ok=True)
     (f.root / sums_rel).write_bytes(sums_bytes)
     out = [BundleFile(path=sums_rel, size=len(sums_bytes), sha256=hashlib.sha256(sums_bytes).hexdigest())]
     wanted = [name for p in platforms for name in OLLAMA_FILES[p] if name in sums]
     missing = [name for p in platforms for name in OLLAMA_FILES[p][:1] if name not in sums]
     if missing:
-        raise BundleError(f"{base}/sha256sum.txt lists no {missing}")
+        raise BundleError(f"{sums_url} lists no {missing}")
     with ThreadPoolExecutor(f.workers) as pool:
-        out += list(pool.map(lambda n: f.file(f"{base}/{n}", ollama_path(version, n), sums[n]), wanted))
+        out += list(pool.map(lambda n: f.file(release.url(n), ollama_path(release.version, n), sums[n]), wanted))
     return out
 
 
-def fetch_claude(f: Fetcher, sources: Sources, version: str, platforms: tuple[str, ...]) -> list[BundleFile]:
-    base = f"{sources.claude_base}/{version}"
-    raw = f.text(f"{base}/manifest.json")
+def fetch_claude(f: Fetcher, release: Release, platforms: tuple[str, ...]) -> list[BundleFile]:
+    manifest_url = release.url("manifest.json")
+    raw = f.text(manifest_url)
     manifest = json.loads(raw)
-    rel = claude_path(version, "manifest.json")
+    rel = claude_path(release.version, "manifest.json")
     (f.root / rel).parent.mkdir(parents=True, exist_ok=True)
     (f.root / rel).write_bytes(raw)
     out = [BundleFile(path=rel, size=len(raw), sha256=hashlib.sha256(raw).hexdigest())]
     for platform in (p for group in platforms for p in CLAUDE_PLATFORMS[group]):
         entry = manifest.get("platforms", {}).get(platform)
         if entry is None:
-            raise BundleError(f"{base}/manifest.json has no {platform}")
-        out.append(f.file(f"{base}/{platform}/claude", claude_path(version, f"{platform}/claude"),
+            raise BundleError(f"{manifest_url} has no {platform}")
+        out.append(f.file(release.url(f"{platform}/claude"), claude_path(release.version, f"{platform}/claude"),
                           entry["checksum"], entry.get("size")))
     return out
 
 
-def fetch_models(f: Fetcher, sources: Sources, names: list[str]) -> list[BundleModel]:
+def fetch_models(f: Fetcher, registry: str, names: list[str]) -> list[BundleModel]:
     """Every model's manifest first, then all their blobs at once (several in parallel, shared
     blobs once), then the manifests are written: a model is only listed once its blobs are here."""
     def repo(name: str) -> str:
         namespace, model, _ = split_name(name)
-        return f"{sources.registry}/v2/{namespace}/{model}"
+        return f"{registry}/v2/{namespace}/{model}"
 
     with ThreadPoolExecutor(f.workers) as pool:
         manifests = dict(zip(names, pool.map(
@@ -182,22 +217,23 @@ def fetch_models(f: Fetcher, sources: Sources, names: list[str]) -> list[BundleM
     return models
 
 
-def build(root: Path, models: list[str], platforms: tuple[str, ...], ollama_version: str | None,
-          claude_version: str | None, sources: Sources = Sources(), workers: int = 4,
+def build(root: Path, models: list[str], platforms: tuple[str, ...], ollama: Sequence[Release],
+          claude: Sequence[Release], registry: str = REGISTRY_URL, workers: int = 4,
           progress: bool = True) -> tuple[BundleIndex, int]:
     """Fill the bundle directory; returns its index and how many bytes this run downloaded."""
     root.mkdir(parents=True, exist_ok=True)
     fetcher = Fetcher(root, progress, workers)
     try:
         files: list[BundleFile] = []
-        if ollama_version:
-            files += fetch_ollama(fetcher, sources, ollama_version, platforms)
-        if claude_version:
-            files += fetch_claude(fetcher, sources, claude_version, platforms)
-        bundled = fetch_models(fetcher, sources, sorted(set(models)))
+        for release in ollama:
+            files += fetch_ollama(fetcher, release, platforms)
+        for release in claude:
+            files += fetch_claude(fetcher, release, platforms)
+        bundled = fetch_models(fetcher, registry.rstrip("/"), sorted(set(models)))
     finally:
         fetcher.close()
-    index = BundleIndex(ollama_version=ollama_version, claude_version=claude_version, platforms=platforms,
+    index = BundleIndex(ollama_versions=tuple(r.version for r in ollama),
+                        claude_versions=tuple(r.version for r in claude), platforms=platforms,
                         files=tuple(files), models=tuple(bundled))
     save_index(root, index)
     return index, fetcher.fetched_bytes

@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 INDEX = "bundle.json"
 REGISTRY_HOST = "registry.ollama.ai"
+REGISTRY_URL = f"https://{REGISTRY_HOST}"  # where hosts pull models from: `localcode bundle`'s default
 PLATFORMS = ("linux-amd64", "linux-arm64", "darwin")
 OLLAMA_FILES = {"linux-amd64": ("ollama-linux-amd64.tar.zst", "ollama-linux-amd64-rocm.tar.zst"),
                 "linux-arm64": ("ollama-linux-arm64.tar.zst",),
@@ -44,13 +46,28 @@ class BundleModel(BaseModel):
 
 
 class BundleIndex(BaseModel):
+    """What a bundle carries. Several releases of each kind: the hosts it serves may pin
+    different versions, and each must find its own."""
+
     model_config = ConfigDict(extra="forbid")
-    format: int = 1
-    ollama_version: str | None = None
-    claude_version: str | None = None
+    format: int = 2
+    ollama_versions: tuple[str, ...] = ()
+    claude_versions: tuple[str, ...] = ()
     platforms: tuple[str, ...] = ()
     files: tuple[BundleFile, ...] = ()
     models: tuple[BundleModel, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_release_each(cls, data: Any) -> Any:
+        """Format 1 (bundles built before several versions could be carried) named one release
+        of each kind; such a bundle on disk still loads."""
+        if isinstance(data, dict) and data.get("format") == 1:
+            data = dict(data, format=2)
+            for kind in ("ollama", "claude"):
+                one = data.pop(f"{kind}_version", None)
+                data[f"{kind}_versions"] = (one,) if one else ()
+        return data
 
     def model(self, name: str) -> BundleModel | None:
         return next((m for m in self.models if m.name == name), None)

@@ -10,6 +10,8 @@ import argparse  # noqa: E402
 import json
 import sys
 from pathlib import Path
+from typing import Callable
+
 
 def _plan(args: argparse.Namespace) -> int:
     from . import plan
@@ -17,10 +19,10 @@ def _plan(args: argparse.Namespace) -> int:
     from .sizing import GiB, Gpu, Hardware
 
     if args.inventory:
-        from .gather import gather_plans
+        from .gather import gather_fleet
 
         try:
-            plans = gather_plans(args.inventory)
+            _, plans = gather_fleet(args.inventory)
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -50,15 +52,15 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _bundle(args: argparse.Namespace) -> int:
-    from .bundle import BundleError, Sources, build
-    from .gather import gather_plans
+    from .bundle import BundleError, build, pinned_releases
+    from .gather import gather_fleet
     from .settings import ConfigError, HostConfig
 
-    defaults = HostConfig()
+    configs: dict[str, HostConfig] = {}
     models = list(args.model)
     if args.inventory:
         try:
-            plans = gather_plans(args.inventory)
+            configs, plans = gather_fleet(args.inventory)
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -69,20 +71,41 @@ def _bundle(args: argparse.Namespace) -> int:
     if not models:
         print("error: no models: give --inventory and/or --model", file=sys.stderr)
         return 2
-    sources = Sources(args.ollama_url.rstrip("/"), args.claude_url.rstrip("/"), args.registry.rstrip("/"))
+    ollama = pinned_releases(configs, "ollama", args.ollama_version, args.ollama_url)
+    claude = pinned_releases(configs, "claude", args.claude_version, args.claude_url)
+    for label, releases in (("Ollama", ollama), ("Claude Code", claude)):
+        for release in releases:
+            hosts = ", ".join(release.hosts) or "HostConfig's default"
+            print(f"{label} {release.version} for {hosts} from {release.url_template}")
     try:
-        index, fetched = build(args.directory, models, tuple(args.platform or ["linux-amd64"]),
-                               args.ollama_version or defaults.ollama_version,
-                               args.claude_version or defaults.claude_version, sources, args.workers,
-                               progress=not args.quiet)
+        index, fetched = build(args.directory, models, tuple(args.platform or ["linux-amd64"]), ollama, claude,
+                               args.registry, args.workers, progress=not args.quiet)
     except BundleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     total = sum(f.size for f in index.files) + sum(b.size for m in index.models for b in m.blobs)
-    print(f"bundle {args.directory}: Ollama {index.ollama_version}, Claude Code {index.claude_version}, "
-          f"models {', '.join(m.name for m in index.models)}; {total / 1e6:.1f} MB in all, "
-          f"{fetched / 1e6:.1f} MB downloaded now")
+    print(f"bundle {args.directory}: Ollama {' + '.join(index.ollama_versions)}, "
+          f"Claude Code {' + '.join(index.claude_versions)}, models {', '.join(m.name for m in index.models)}; "
+          f"{total / 1e6:.1f} MB in all, {fetched / 1e6:.1f} MB downloaded now")
     return 0
+
+
+def _defaults(args: argparse.Namespace) -> int:
+    from .settings import group_data_defaults
+
+    sys.stdout.write(group_data_defaults())
+    return 0
+
+
+def _checked(check: Callable[[str], str]) -> Callable[[str], str]:
+    """An argparse type from one of the checks inventory values go through."""
+    def parse(value: str) -> str:
+        try:
+            return check(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -104,6 +127,11 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .bundle_index import REGISTRY_URL
+    from .catalog import check_version
+    from .settings import HostConfig, check_base_url
+
+    defaults = HostConfig()
     parser = argparse.ArgumentParser(prog="localcode", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     what = commands.add_parser("plan", help="size models for hosts (an inventory) or a what-if machine")
@@ -129,18 +157,31 @@ def main(argv: list[str] | None = None) -> int:
 
     pack = commands.add_parser("bundle", help="gather Ollama, Claude Code and models for air-gapped or mirrored fleets")
     pack.add_argument("directory", type=Path, help="the bundle directory (created; re-runs fetch only what is missing)")
-    pack.add_argument("--inventory", help="size these hosts and bundle the models they get")
+    pack.add_argument("--inventory", help="size these hosts; bundle the models they get and the releases they pin")
     pack.add_argument("--model", action="append", default=[], help="a model to include (repeat)")
     pack.add_argument("--platform", action="append", choices=("linux-amd64", "linux-arm64", "darwin"),
                       help="platforms to carry (repeat; default linux-amd64)")
-    pack.add_argument("--ollama-version", help="default: ollama_version from group_data/all.py")
-    pack.add_argument("--claude-version", help="default: claude_version from group_data/all.py")
-    pack.add_argument("--ollama-url", default="https://github.com/ollama/ollama/releases/download")
-    pack.add_argument("--claude-url", default="https://downloads.claude.ai/claude-code-releases")
-    pack.add_argument("--registry", default="https://registry.ollama.ai")
+    pack.add_argument("--ollama-version", type=_checked(check_version),
+                      help="carry this version instead of each host's ollama_version (without --inventory: "
+                           f"HostConfig's, {defaults.ollama_version})")
+    pack.add_argument("--claude-version", type=_checked(check_version),
+                      help="carry this version instead of each host's claude_version (without --inventory: "
+                           f"HostConfig's, {defaults.claude_version})")
+    pack.add_argument("--ollama-url", metavar="BASE", type=_checked(check_base_url),
+                      help="fetch Ollama from BASE/v<version>/<file> instead of each host's ollama_url_template "
+                           f"(without --inventory: HostConfig's, {defaults.ollama_url_template})")
+    pack.add_argument("--claude-url", metavar="BASE", type=_checked(check_base_url),
+                      help="fetch Claude Code from BASE/<version>/<file> instead of each host's claude_url_template "
+                           f"(without --inventory: HostConfig's, {defaults.claude_url_template})")
+    pack.add_argument("--registry", default=REGISTRY_URL, type=_checked(check_base_url),
+                      help="the model registry (default: %(default)s)")
     pack.add_argument("--workers", type=int, default=4, help="parallel downloads")
     pack.add_argument("--quiet", action="store_true", help="no progress bar")
     pack.set_defaults(handler=_bundle)
+
+    keys = commands.add_parser("defaults", help="print every host key with its default and what it does "
+                                                "(group_data/all.py)")
+    keys.set_defaults(handler=_defaults)
     args = parser.parse_args(argv)
     return args.handler(args)
 

@@ -1,5 +1,6 @@
-"""Read-only fleet commands (`localcode plan INVENTORY`, `localcode doctor`): connect to the
-hosts of an inventory and read facts (in parallel, one round trip per fact), changing nothing."""
+"""Read-only fleet commands (`localcode plan INVENTORY`, `bundle --inventory`, `doctor`): connect
+to the hosts of an inventory and read facts (in parallel, one round trip per fact), changing
+nothing."""
 
 from __future__ import annotations
 
@@ -63,6 +64,8 @@ def plans(state: State, inventory: Inventory, configs: dict[str, HostConfig]) ->
     return out
 
 
-def gather_plans(inventory_path: str) -> list[HostPlan]:
+def gather_fleet(inventory_path: str) -> tuple[dict[str, HostConfig], list[HostPlan]]:
+    """Every host's validated config and its sizing plan: `plan` shows the plans, `bundle`
+    carries the models they chose and the releases the configs pin."""
     with connected(inventory_path) as (state, inventory, configs):
-        return list(plans(state, inventory, configs).values())
+        return configs, list(plans(state, inventory, configs).values())

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import json
 from pathlib import Path
 import re
+import textwrap
 import weakref
 from typing import Annotated, Any, Callable, Literal
 
@@ -196,7 +198,8 @@ def _check_own_dir(value: str) -> str:
     return path
 
 
-def _check_mirror_url(value: str) -> str:
+def check_base_url(value: str) -> str:
+    """A mirror's base URL, or one that `localcode bundle` fetches releases or models under."""
     _check_no_credentials(value)
     if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~/-]*)?", value):
         raise ValueError("expected an http(s) base URL like http://mirror.internal/localcode (no query, no spaces)")
@@ -349,69 +352,116 @@ class ConfigError(PyinfraError):
 
 
 class HostConfig(BaseModel):
-    """The localcode keys of one host's data (defaults documented in group_data/all.py)."""
+    """The localcode keys of one host's data. Each field's default and description here are the
+    only ones: group_data/all.py is generated from them (`localcode defaults`, `make defaults`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    developer_users: tuple[UserName, ...] = ()
-    network: Literal["online", "airgapped"] = "online"
+    developer_users: tuple[UserName, ...] = Field(
+        (), description="Developer accounts to wire Claude Code for (login names that exist on the host).")
+    network: Literal["online", "airgapped"] = Field(
+        "online", description='"online" hosts download from the internet (or a mirror); "airgapped" hosts '
+                              "reach nothing.")
 
     # Overrides of the sizing decision.
-    model: ModelTag | None = None
-    num_ctx: int | None = Field(default=None, ge=2048, le=1048576)
-    kv_cache_type: Literal["f16", "q8_0", "q4_0"] | None = None
+    model: ModelTag | None = Field(None, description='the model instead of the sizing\'s, e.g. "qwen3-coder:30b"')
+    num_ctx: int | None = Field(
+        None, ge=2048, le=1048576, description="the context length instead of the sizing's, e.g. 131072")
+    kv_cache_type: Literal["f16", "q8_0", "q4_0"] | None = Field(
+        None, description='the KV cache type instead of the sizing\'s: "f16" | "q8_0" | "q4_0"')
 
     # Catalog and sizing policy.
-    model_preferences: tuple[ModelTag, ...] = ()
-    extra_models: tuple[CatalogEntry, ...] = ()
-    min_context: int = Field(default=65536, ge=16384, le=1048576)
-    kv_cache_types: tuple[Literal["f16", "q8_0", "q4_0"], ...] = Field(default=("f16", "q8_0"), min_length=1)
-    gpu_reserve_mib: int = Field(default=457, ge=0, le=65536)
-    metal_reserve_mib: int = Field(default=512, ge=0, le=65536)
-    compute_buffer_mib: int = Field(default=2048, ge=0, le=65536)
-    os_reserve_gib: float = Field(default=4.0, ge=0, le=1024)
-    num_parallel: int = Field(default=1, ge=1, le=64)
-    allow_cpu: bool = True
-    slow_max_active_params_b: float = Field(default=5.0, gt=0, le=1000)
+    model_preferences: tuple[ModelTag, ...] = Field(
+        (), description="Models to prefer, best first (the rest keep the catalog's order).")
+    extra_models: tuple[CatalogEntry, ...] = Field(
+        (), description="Models to add to the catalog (same fields as localcode/catalog.yaml, every number "
+                        "with its source).")
+    min_context: int = Field(
+        65536, ge=16384, le=1048576,
+        description="Smallest context worth running Claude Code with: its first request alone is ~12K tokens.")
+    kv_cache_types: tuple[Literal["f16", "q8_0", "q4_0"], ...] = Field(
+        ("f16", "q8_0"), min_length=1,
+        description="KV cache types to consider, in order of preference (quantized ones force flash attention).")
+    gpu_reserve_mib: int = Field(457, ge=0, le=65536, description="per GPU, kept free by Ollama (CUDA/ROCm)")
+    metal_reserve_mib: int = Field(512, ge=0, le=65536, description="kept free on Apple Silicon")
+    compute_buffer_mib: int = Field(
+        2048, ge=0, le=65536, description="llama.cpp compute graph; >= 0.30 uses batch 2048 above 32K")
+    os_reserve_gib: float = Field(
+        4.0, ge=0, le=1024, description="RAM left to the OS and the developer's tools on CPU hosts")
+    num_parallel: int = Field(1, ge=1, le=64, description="OLLAMA_NUM_PARALLEL: KV memory is multiplied by it")
+    allow_cpu: bool = Field(True, description="size CPU-only hosts (slow) instead of leaving them without a model")
+    slow_max_active_params_b: float = Field(
+        5.0, gt=0, le=1000, description="on CPU / split hosts only MoE or small models (speed)")
+
+    # Ollama versions and server.
+    ollama_min_version: VersionStr = Field("0.14.3", description="the floor; raised to the chosen model's minimum")
+    ollama_version: VersionStr = Field("0.30.0", description="the pinned target for installs and upgrades")
+    ollama_upgrade: bool = Field(False, description="upgrade hosts already at or above the floor to the target")
+    ollama_downgrade: bool = Field(False, description="with ollama_upgrade: also move hosts *down* to the target")
+    ollama_url_template: Annotated[str, url_template(OLLAMA_RELEASES)] = Field(
+        OLLAMA_RELEASES,
+        description="Where releases come from on the internet: {version} and {file} (ollama-linux-amd64.tar.zst, "
+                    "sha256sum.txt). `localcode bundle` fetches from here too, whatever the host's ollama_source.")
+    ollama_host: Annotated[str, AfterValidator(_check_host_port)] = Field(
+        "127.0.0.1:11434", description="loopback: the API has no authentication")
+    ollama_allow_remote: bool = Field(False, description="must be True for an ollama_host beyond loopback")
+    ollama_keep_alive: Annotated[str, AfterValidator(_check_duration)] = Field(
+        "5m", description="OLLAMA_KEEP_ALIVE: how long an idle model stays loaded")
+    ollama_environment: dict[str, str] = Field(
+        {}, description='More server variables, e.g. {"CUDA_VISIBLE_DEVICES": "0", "HTTPS_PROXY": '
+                        '"http://proxy:3128"}: only Ollama\'s own tuning, GPU selection and proxy variables '
+                        "(listed in localcode/settings.py, each value checked); loader, PATH/HOME, OLLAMA_ORIGINS "
+                        "and the keys above are refused with a reason.")
 
     # Models on the host.
-    model_parameters: ModelParameters = ModelParameters()
-    model_digests: dict[ModelTag, Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]] = {}
-    prune_models: bool = False
-    keep_models: tuple[ModelTag, ...] = ()
+    model_parameters: ModelParameters = Field(
+        ModelParameters(),
+        description='PARAMETERs of the derived model besides num_ctx (which the sizing sets), e.g. '
+                    '{"temperature": 0.2, "top_p": 0.9}; empty keeps each model\'s own defaults.')
+    model_digests: dict[ModelTag, Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]] = Field(
+        {}, description='pin base models by manifest digest: {"qwen3-coder:30b": "sha256:..."}')
+    prune_models: bool = Field(False, description="delete models that neither the sizing nor keep_models declares")
+    keep_models: tuple[ModelTag, ...] = Field((), description="models pruning must keep")
 
     # Claude Code.
-    claude_version: VersionStr = "2.1.330"
-    claude_install_method: Literal["native", "npm", "brew"] = "native"
-    claude_url_template: Annotated[str, url_template(CLAUDE_RELEASES)] = CLAUDE_RELEASES
-    claude_npm_registry: Annotated[str, AfterValidator(_check_registry_url)] | None = None
-    claude_alias: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")] = "claude-local"
-    claude_local_profile: Annotated[str, Field(pattern=r"^\.[a-z][a-z0-9._-]{0,30}$")] = ".claude-local"
-    claude_projects: dict[UserName, tuple[OwnDir, ...]] = {}
-    claude_project_gitignore: bool = False
-    claude_project_claude_md: bool = False
-    # Claude Code's permission mode in the local profile and configured projects. `auto` asks a
-    # classifier (the local model) before each checked action; bypassPermissions is refused.
-    claude_permission_mode: Literal["default", "acceptEdits", "plan", "dontAsk", "auto"] = "default"
+    claude_version: VersionStr = Field("2.1.330", description="pinned; `claude --version` is checked after install")
+    claude_install_method: Literal["native", "npm", "brew"] = Field(
+        "native", description='"native" (verified binary), "npm", or "brew" (macOS cask)')
+    claude_url_template: Annotated[str, url_template(CLAUDE_RELEASES)] = Field(
+        CLAUDE_RELEASES,
+        description="Where native binaries come from on the internet: {version} and {file} (manifest.json, "
+                    "linux-x64/claude, ...). `localcode bundle` fetches from here too, whatever the host's "
+                    "claude_source.")
+    claude_npm_registry: Annotated[str, AfterValidator(_check_registry_url)] | None = Field(
+        None, description="npm method: a registry or mirror URL (None: npm's default)")
+    claude_alias: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")] = Field(
+        "claude-local", description="the shell alias that runs Claude Code on the local model")
+    claude_local_profile: Annotated[str, Field(pattern=r"^\.[a-z][a-z0-9._-]{0,30}$")] = Field(
+        ".claude-local",
+        description="The local alias keeps its own profile (CLAUDE_CONFIG_DIR=~/<this>): `/model` choices made "
+                    "there never leak into the developer's cloud profile in ~/.claude.")
+    claude_projects: dict[UserName, tuple[OwnDir, ...]] = Field(
+        {}, description="Project directories per developer user whose .claude/settings.json points at the local "
+                        'model: {"dana": ["/home/dana/src/app"]}')
+    claude_project_gitignore: bool = Field(
+        False, description="add .claude/settings.json to the project's .gitignore")
+    claude_project_claude_md: bool = Field(
+        False, description='add a "Model setup" section to the project\'s CLAUDE.md')
+    claude_permission_mode: Literal["default", "acceptEdits", "plan", "dontAsk", "auto"] = Field(
+        "default",
+        description='permissions.defaultMode in the local profile and configured projects: "default" (ask before '
+                    'a tool\'s first use), "acceptEdits", "plan", "dontAsk", or "auto" (each checked action is '
+                    "first judged by a classifier request, which goes to the local model: slow, and the plan "
+                    "warns). bypassPermissions is refused.")
 
-    # Where Ollama, Claude Code and models come from: the internet (default), a bundle directory
-    # on the control machine (pushed over SSH, only missing files), or a mirror serving a bundle.
-    ollama_source: Source = "internet"
-    claude_source: Source = "internet"
-    model_source: Source = "internet"
-    bundle_dir: AbsoluteDir | None = None
-    mirror_url: Annotated[str, AfterValidator(_check_mirror_url)] | None = None
-
-    # Ollama versions.
-    ollama_min_version: VersionStr = "0.14.3"
-    ollama_version: VersionStr = "0.30.0"
-    ollama_upgrade: bool = False
-    ollama_downgrade: bool = False
-    ollama_url_template: Annotated[str, url_template(OLLAMA_RELEASES)] = OLLAMA_RELEASES
-    ollama_host: Annotated[str, AfterValidator(_check_host_port)] = "127.0.0.1:11434"
-    ollama_allow_remote: bool = False
-    ollama_keep_alive: Annotated[str, AfterValidator(_check_duration)] = "5m"
-    ollama_environment: dict[str, str] = {}
+    # Where Ollama, Claude Code and models come from.
+    ollama_source: Source = Field("internet", description="where the Ollama release comes from")
+    claude_source: Source = Field("internet", description="where Claude Code comes from")
+    model_source: Source = Field("internet", description="where base models come from")
+    bundle_dir: AbsoluteDir | None = Field(
+        None, description="the bundle directory on the control machine, for the 'bundle' sources")
+    mirror_url: Annotated[str, AfterValidator(check_base_url)] | None = Field(
+        None, description="the URL serving a bundle directory, for the 'mirror' sources")
 
     @field_validator("developer_users")
     @classmethod
@@ -454,6 +504,59 @@ class HostConfig(BaseModel):
 
     def override(self) -> Override:
         return Override(self.model, self.num_ctx, self.kv_cache_type)
+
+
+# The generated group_data/all.py in sections: the key that opens each, its title and what
+# the section's keys have in common.
+SECTIONS: dict[str, tuple[str, str]] = {
+    "model": ("Sizing", "Overrides of the automatic choice (None = let sizing decide). Checked against the "
+                        "memory budget: an override that does not fit is applied with a warning, never silently."),
+    "ollama_min_version": ("Ollama", ""),
+    "model_parameters": ("Models", ""),
+    "claude_version": ("Claude Code", ""),
+    "ollama_source": ("Sources", '"internet" (default), "bundle" (bundle_dir on the control machine, made by '
+                                 "`localcode bundle`, pushed to hosts over SSH, only missing files) or "
+                                 '"mirror" (hosts fetch from mirror_url, any static HTTP server serving a bundle '
+                                 "directory; the control machine carries no bytes)."),
+}
+GROUP_DATA_WIDTH = 100
+GROUP_DATA_HEADER = '''"""Defaults for every host, generated from HostConfig (localcode/settings.py) by `make defaults`
+(`localcode defaults`): change a default or its description there, never here. Override per group
+(group_data/<group>.py) or per host (inventory data); every key is validated before any host is
+touched."""'''
+
+
+def python_literal(value: Any) -> str:
+    """A default as Python source in group_data's style: lists for tuples, double quotes."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump(exclude_none=True)
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(map(python_literal, value)) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{python_literal(k)}: {python_literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(value)
+
+
+def _comment(text: str) -> list[str]:
+    return textwrap.wrap(text, GROUP_DATA_WIDTH - 2, initial_indent="# ", subsequent_indent="# ",
+                         break_on_hyphens=False) if text else []
+
+
+def group_data_defaults() -> str:
+    """group_data/all.py from HostConfig alone: every key, its default and what it does, so the
+    documented defaults can never differ from the ones a deploy applies."""
+    defaults = HostConfig()
+    lines = [GROUP_DATA_HEADER, ""]
+    for name, field in HostConfig.model_fields.items():
+        if name in SECTIONS:
+            title, note = SECTIONS[name]
+            lines += ["", f"# --- {title} ".ljust(GROUP_DATA_WIDTH, "-"), *_comment(note)]
+        assignment = f"{name} = {python_literal(getattr(defaults, name))}"
+        inline = f"{assignment}  # {field.description}"
+        lines += [inline] if len(inline) <= GROUP_DATA_WIDTH else [*_comment(field.description or ""), assignment]
+    return "\n".join(lines) + "\n"
 
 
 def our_keys(data: dict[str, Any]) -> dict[str, Any]:

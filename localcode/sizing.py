@@ -9,9 +9,9 @@ Budget (what the model may use):
   VRAM when layers can be split), flagged as slow.
 Need = weights + KV(num_ctx, KV type) x parallel + fixed KV x parallel + one compute buffer.
 
-Choice: the best-ranked model whose need at the minimum context (64K) fits; then the largest
-context step up to the model's trained maximum that fits, with f16 KV where it reaches that
-context and q8_0 (which needs flash attention) where only it does. A fast tier (all in GPU
+Choice: the best-ranked model whose need at the minimum context (min_context) fits; then the
+largest context step up to the model's trained maximum that fits, with f16 KV where it reaches
+that context and q8_0 (which needs flash attention) where only it does. A fast tier (all in GPU
 memory) beats a slow one; on slow tiers only models with few active parameters are considered
 (a dense 24B model on a CPU answers at a few tokens per second).
 
@@ -68,19 +68,20 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class Policy:
-    """Sizing knobs from group_data (validated there)."""
+    """Sizing knobs, built by HostConfig.policy() from the host's validated config: their
+    defaults live in HostConfig alone, so none here can drift from group_data."""
 
-    min_context: int = 65536
-    kv_cache_types: tuple[KvType, ...] = ("f16", "q8_0")
-    gpu_reserve_bytes: int = 457 * MiB
-    metal_reserve_bytes: int = 512 * MiB
-    compute_buffer_bytes: int = 2 * GiB
-    os_reserve_bytes: int = 4 * GiB
-    num_parallel: int = 1
-    allow_cpu: bool = True
+    min_context: int
+    kv_cache_types: tuple[KvType, ...]
+    gpu_reserve_bytes: int
+    metal_reserve_bytes: int
+    compute_buffer_bytes: int
+    os_reserve_bytes: int
+    num_parallel: int
+    allow_cpu: bool
     # On the slow tiers (CPU, GPU+CPU split) speed follows the parameters read per token:
     # only models with at most this many active parameters (MoE, small) are considered there.
-    slow_max_active_params_b: float = 5.0
+    slow_max_active_params_b: float
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,7 @@ def derived_name(tag: str, num_ctx: int) -> str:
     return f"localcode/{model}:{suffix if variant in ('', 'latest') else f'{variant}-{suffix}'}"
 
 
-def decide(hw: Hardware, models: list[ModelSpec], policy: Policy = Policy(),
+def decide(hw: Hardware, models: list[ModelSpec], policy: Policy,
            override: Override = Override()) -> Decision:
     """Size one host. Models must be the agent-capable catalog in preference order."""
     if override.model or override.num_ctx or override.kv_cache_type:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from localcode.catalog import builtin_catalog
+from localcode.settings import HostConfig
 from localcode.sizing import (
-    GiB, Decision, Gpu, Hardware, Override, Policy, budgets, decide, derived_name, metal_working_set,
-    need_bytes,
+    GiB, Decision, Gpu, Hardware, Override, budgets, decide, derived_name, metal_working_set, need_bytes,
 )
 
 MODELS = [m.spec() for m in builtin_catalog().models]
+POLICY = HostConfig().policy()  # the defaults a host without overrides gets
 RANK = {m.tag: m.rank for m in MODELS}
 
 
@@ -41,7 +44,7 @@ REFERENCE = {
 @pytest.mark.parametrize("name", REFERENCE)
 def test_reference_machines(name):
     hw, model, ctx, kv = REFERENCE[name]
-    d = decide(hw, MODELS)
+    d = decide(hw, MODELS, POLICY)
     assert (d.model, d.num_ctx, d.kv_cache_type) == (model, ctx, kv), d.reason
     assert d.reason
     if model is None:
@@ -55,24 +58,24 @@ def test_reference_machines(name):
 
 
 def test_cpu_only_hosts_are_flagged_slow_and_only_get_few_active_parameters():
-    d = decide(Hardware(64 * GiB), MODELS)
+    d = decide(Hardware(64 * GiB), MODELS, POLICY)
     assert d.slow and "CPU only" in d.tier
     active = {m.tag: m.active_params_b for m in MODELS}
-    assert active[d.model] <= Policy().slow_max_active_params_b
+    assert active[d.model] <= POLICY.slow_max_active_params_b
 
 
 def test_apple_working_set():
     assert metal_working_set(32 * GiB, None) == 32 * GiB * 2 // 3
     assert metal_working_set(64 * GiB, None) == 64 * GiB * 3 // 4
     assert metal_working_set(64 * GiB, 56 * 1024 * GiB // 1024) == 56 * GiB
-    raised = decide(Hardware(32 * GiB, apple_silicon=True, wired_limit_bytes=28 * GiB), MODELS)
-    default = decide(Hardware(32 * GiB, apple_silicon=True), MODELS)
+    raised = decide(Hardware(32 * GiB, apple_silicon=True, wired_limit_bytes=28 * GiB), MODELS, POLICY)
+    default = decide(Hardware(32 * GiB, apple_silicon=True), MODELS, POLICY)
     assert RANK[raised.model] < RANK[default.model]
     assert "iogpu.wired_limit_mb" in raised.tier
 
 
 def test_gpu_budget_subtracts_reserve_per_gpu_and_extra_compute_buffers():
-    policy = Policy()
+    policy = POLICY
     one = budgets(Hardware(64 * GiB, nvidia(24)), policy)[0].bytes
     two = budgets(Hardware(64 * GiB, nvidia(24, 24)), policy)[0].bytes
     assert one == 24 * GiB - policy.gpu_reserve_bytes
@@ -81,44 +84,44 @@ def test_gpu_budget_subtracts_reserve_per_gpu_and_extra_compute_buffers():
 
 def test_need_formula():
     m = next(m for m in MODELS if m.tag == "gpt-oss:20b")
-    p = Policy(num_parallel=2)
+    p = replace(POLICY, num_parallel=2)
     assert need_bytes(m, 65536, "f16", p) == (
         m.weights_bytes + 2 * (m.kv_bytes_per_token_f16 * 65536 + m.kv_fixed_bytes) + p.compute_buffer_bytes)
     assert need_bytes(m, 65536, "q8_0", p) < need_bytes(m, 65536, "f16", p)
 
 
 def test_f16_preferred_at_equal_context():
-    d = decide(Hardware(256 * GiB, nvidia(80)), MODELS)
+    d = decide(Hardware(256 * GiB, nvidia(80)), MODELS, POLICY)
     assert d.kv_cache_type == "f16"
-    only_q8 = decide(Hardware(256 * GiB, nvidia(80)), MODELS, Policy(kv_cache_types=("q8_0",)))
+    only_q8 = decide(Hardware(256 * GiB, nvidia(80)), MODELS, replace(POLICY, kv_cache_types=("q8_0",)))
     assert only_q8.kv_cache_type == "q8_0"
 
 
 def test_override_within_budget_has_no_warning():
-    d = decide(Hardware(128 * GiB, nvidia(24, 24)), MODELS, override=Override(model="qwen3-coder:30b"))
+    d = decide(Hardware(128 * GiB, nvidia(24, 24)), MODELS, POLICY, override=Override(model="qwen3-coder:30b"))
     assert d.model == "qwen3-coder:30b" and not d.warnings and d.need_bytes <= d.budget_bytes
     assert d.reason.startswith("override (model=qwen3-coder:30b)")
 
 
 def test_override_beyond_budget_warns_never_silently():
     hw = Hardware(16 * GiB, nvidia(12))
-    d = decide(hw, MODELS, Policy(allow_cpu=False), Override(model="devstral-small-2:24b", num_ctx=262144))
+    d = decide(hw, MODELS, replace(POLICY, allow_cpu=False), Override(model="devstral-small-2:24b", num_ctx=262144))
     assert d.need_bytes > d.budget_bytes
     assert any("exceeds the memory budget" in w for w in d.warnings)
-    split = decide(Hardware(64 * GiB, nvidia(24)), MODELS, override=Override(model="qwen3-coder:30b", num_ctx=262144))
+    split = decide(Hardware(64 * GiB, nvidia(24)), MODELS, POLICY, Override(model="qwen3-coder:30b", num_ctx=262144))
     assert any("split onto the CPU" in w for w in split.warnings)
-    small = decide(Hardware(64 * GiB, nvidia(24)), MODELS, override=Override(num_ctx=32768))
+    small = decide(Hardware(64 * GiB, nvidia(24)), MODELS, POLICY, override=Override(num_ctx=32768))
     assert any("below 65536" in w for w in small.warnings)
 
 
 def test_override_kv_type_is_honoured():
-    d = decide(Hardware(128 * GiB, nvidia(24, 24)), MODELS, override=Override(kv_cache_type="f16"))
+    d = decide(Hardware(128 * GiB, nvidia(24, 24)), MODELS, POLICY, override=Override(kv_cache_type="f16"))
     assert d.kv_cache_type == "f16" and d.need_bytes <= d.budget_bytes
 
 
 def test_unknown_override_model_is_an_error():
     with pytest.raises(ValueError, match="not in the catalog"):
-        decide(Hardware(64 * GiB), MODELS, override=Override(model="nope:1b"))
+        decide(Hardware(64 * GiB), MODELS, POLICY, override=Override(model="nope:1b"))
 
 
 def test_derived_names():
@@ -148,7 +151,7 @@ hardware = st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(hardware)
 def test_need_within_budget_and_context_at_least_64k(hw):
-    d = decide(hw, MODELS)
+    d = decide(hw, MODELS, POLICY)
     if d.model is None:
         assert d.num_ctx is None and d.reason.startswith("no model fits")
     else:
@@ -164,5 +167,5 @@ def grow(hw: Hardware, ram: int, vram: int) -> Hardware:
 @settings(max_examples=300, deadline=None)
 @given(hardware, st.integers(0, 256), st.integers(0, 64))
 def test_monotone_in_memory(hw, more_ram, more_vram):
-    before, after = decide(hw, MODELS), decide(grow(hw, more_ram, more_vram), MODELS)
+    before, after = decide(hw, MODELS, POLICY), decide(grow(hw, more_ram, more_vram), MODELS, POLICY)
     assert outcome(after) >= outcome(before), (before.reason, after.reason)
