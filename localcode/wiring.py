@@ -105,40 +105,81 @@ class Edit:
     why: str
 
 
-def rc_paths(account: Account, existing: dict[str, FileState]) -> list[str]:
-    """Where the alias goes for this login shell; bash login shells read ~/.bash_profile or
-    ~/.profile, which on many systems do not source ~/.bashrc."""
-    shell = account.shell.rsplit("/", 1)[-1]
+@dataclass(frozen=True)
+class UserFile:
+    """A file wiring writes for a developer, and why. `kind` says what the doctor checks in it:
+    "alias" (the rc block), "settings" (settings.json with our model), "state" (.claude.json),
+    "text" (a managed block in a project file)."""
+
+    path: str
+    why: str
+    kind: str
+
+
+def login_shell(account: Account) -> str:
+    return account.shell.rsplit("/", 1)[-1]
+
+
+def rc_candidates(account: Account) -> list[str]:
+    """Every rc file `rc_paths` may choose for this login shell; for bash, ~/.bashrc then the
+    login files in the order a bash login shell looks for them."""
     home = account.home
-    if shell == "zsh":
-        return [f"{home}/.zshrc"]
-    if shell == "fish":
-        return [f"{home}/.config/fish/conf.d/localcode.fish"]
-    if shell == "bash":
-        login = next((p for p in (f"{home}/.bash_profile", f"{home}/.bash_login") if existing.get(p, MISSING).exists),
-                     f"{home}/.profile")
-        login_text = existing.get(login, MISSING).text or ""
-        return [f"{home}/.bashrc"] + ([] if ".bashrc" in login_text else [login])
-    return [f"{home}/.profile"]
+    return {"zsh": [f"{home}/.zshrc"], "fish": [f"{home}/.config/fish/conf.d/localcode.fish"],
+            "bash": [f"{home}/.bashrc", f"{home}/.bash_profile", f"{home}/.bash_login", f"{home}/.profile"],
+            }.get(login_shell(account), [f"{home}/.profile"])
+
+
+def rc_paths(account: Account, existing: dict[str, FileState]) -> list[str]:
+    """Where the alias goes for this login shell; a bash login shell reads only the first of
+    its login files that exists, which on many systems does not source ~/.bashrc."""
+    candidates = rc_candidates(account)
+    if login_shell(account) != "bash":
+        return candidates
+    bashrc, *logins = candidates
+    login = next((p for p in logins if existing.get(p, MISSING).exists), logins[-1])
+    login_text = existing.get(login, MISSING).text or ""
+    return [bashrc] + ([] if ".bashrc" in login_text else [login])
+
+
+def cloud_profile(home: str) -> tuple[str, str]:
+    """The cloud profile's files wiring reads the developer's theme from (settings, then the older place)."""
+    return f"{home}/.claude/settings.json", f"{home}/.claude.json"
+
+
+def account_files(config: HostConfig, account: Account, existing: dict[str, FileState]) -> list[UserFile]:
+    """Pure: the files this developer gets and why, in the order they are written: the deploy
+    writes exactly these and the doctor checks exactly these. `existing` decides only which
+    bash login file gets the alias."""
+    home = account.home
+    profile = f"{home}/{config.claude_local_profile}"
+    projects = config.claude_projects.get(account.name, ())
+    files = [UserFile(path, f"the {config.claude_alias} alias", "alias") for path in rc_paths(account, existing)]
+    files += [UserFile(f"{profile}/settings.json", "the local profile's model and environment", "settings"),
+              UserFile(f"{profile}/.claude.json", "the local profile's first run and project trust", "state")]
+    if config.network == "airgapped":
+        files.append(UserFile(f"{home}/.claude/settings.json", "the local model as the user default", "settings"))
+    for project in projects:
+        files.append(UserFile(f"{project}/.claude/settings.json", "the project's local model settings", "settings"))
+        if config.claude_project_gitignore:
+            files.append(UserFile(f"{project}/.gitignore", "the .gitignore entry", "text"))
+        if config.claude_project_claude_md:
+            files.append(UserFile(f"{project}/CLAUDE.md", "the Model setup section", "text"))
+    if config.network == "airgapped" or projects:
+        files.append(UserFile(f"{home}/.claude.json", "onboarding and project trust", "state"))
+    return files
 
 
 def candidate_paths(config: HostConfig, accounts: dict[str, Account | None]) -> dict[str, list[str]]:
     """Every file wiring may read, per developer (read as that developer), so they come back in
-    one round trip."""
+    one round trip: each rc file the login shell may use, the cloud profile and the files
+    the developer gets."""
     per_user: dict[str, list[str]] = {}
     for name in config.developer_users:
         account = accounts.get(name)
         if account is None:
             continue
-        home = account.home
-        paths = per_user.setdefault(name, [])
-        paths += [f"{home}/.zshrc", f"{home}/.bashrc", f"{home}/.bash_profile", f"{home}/.bash_login",
-                  f"{home}/.profile", f"{home}/.config/fish/conf.d/localcode.fish",
-                  f"{home}/{config.claude_local_profile}/settings.json",
-                  f"{home}/{config.claude_local_profile}/.claude.json", f"{home}/.claude.json",
-                  f"{home}/.claude/settings.json"]
-        for project in config.claude_projects.get(name, ()):
-            paths += [f"{project}/.claude/settings.json", f"{project}/.gitignore", f"{project}/CLAUDE.md"]
+        gets = [f.path for f in account_files(config, account, {})]
+        per_user[name] = list(dict.fromkeys([*rc_candidates(account), *cloud_profile(account.home), *gets]))
     return per_user
 
 
@@ -164,17 +205,14 @@ def cloud_theme(*documents: str) -> str:
 
 def user_edits(config: HostConfig, decision: Decision, account: Account,
                existing: dict[str, FileState]) -> list[Edit]:
-    """Pure: the files one developer user gets, as full new texts."""
+    """Pure: the files one developer user gets (`account_files`), as full new texts."""
     env = local_environment(config, decision)
     profile = f"{account.home}/{config.claude_local_profile}"
     projects = config.claude_projects.get(account.name, ())
-    edits: list[Edit] = []
+    texts: dict[str, str] = {}
 
     def text(path: str) -> str:
         return existing.get(path, MISSING).text or ""
-
-    def add(path: str, new: str, why: str) -> None:
-        edits.append(Edit(path, new, why))
 
     def merged(path: str, *changes: tuple[tuple[str, ...], dict], edit=textedit.set_json) -> str:
         """The file's text with each (object path, members) set (by `edit`); other keys untouched."""
@@ -190,44 +228,39 @@ def user_edits(config: HostConfig, decision: Decision, account: Account,
                       (("permissions",), {"defaultMode": config.claude_permission_mode}))
     project_settings = (local_settings[0], (("env",), {k: v for k, v in env.items() if k not in PROFILE_ONLY}),
                         local_settings[2])
-    shell = account.shell.rsplit("/", 1)[-1]
-    body = alias_block(shell, config.claude_alias, profile, decision.name)
+    body = alias_block(login_shell(account), config.claude_alias, profile, decision.name)
     for path in rc_paths(account, existing):
-        new = f"{body}\n" if path.endswith("/localcode.fish") else apply_block(text(path), body)
-        add(path, new, f"the {config.claude_alias} alias")
-    theme = cloud_theme(text(f"{account.home}/.claude/settings.json"), text(f"{account.home}/.claude.json"))
-    profile_settings = textedit.seed_json(merged(f"{profile}/settings.json", *local_settings), (), {"theme": theme})
-    add(f"{profile}/settings.json", profile_settings, "the local profile's model and environment")
+        texts[path] = f"{body}\n" if path.endswith("/localcode.fish") else apply_block(text(path), body)
+    theme = cloud_theme(*(text(path) for path in cloud_profile(account.home)))
+    texts[f"{profile}/settings.json"] = textedit.seed_json(merged(f"{profile}/settings.json", *local_settings), (),
+                                                           {"theme": theme})
     # The local profile is ours: its first run opens at the prompt (onboarding done, no
     # auto-mode offer; the developer's theme is in its settings.json, where Claude Code keeps
     # it); only configured projects are trusted. Seeded once: what Claude Code or the developer
     # changes there afterwards stays.
     first_run = {"hasCompletedOnboarding": True, "lastOnboardingVersion": config.claude_version,
                  "hasSeenAutoDefaultNudge": True}
-    add(f"{profile}/.claude.json", merged(f"{profile}/.claude.json", ((), first_run),
-                                          *((("projects", p), {"hasTrustDialogAccepted": True}) for p in projects),
-                                          edit=textedit.seed_json),
-        "the local profile's first run and project trust")
+    texts[f"{profile}/.claude.json"] = merged(
+        f"{profile}/.claude.json", ((), first_run),
+        *((("projects", p), {"hasTrustDialogAccepted": True}) for p in projects), edit=textedit.seed_json)
     claude_json = f"{account.home}/.claude.json"
     cloud_changes: list[tuple[tuple[str, ...], dict]] = []
     if config.network == "airgapped":
         cloud_changes.append(((), {"hasCompletedOnboarding": True}))
         user_settings = f"{account.home}/.claude/settings.json"
-        add(user_settings, merged(user_settings, *local_settings, ((), {"skipWebFetchPreflight": True})),
-            "the local model as the user default")
+        texts[user_settings] = merged(user_settings, *local_settings, ((), {"skipWebFetchPreflight": True}))
     for project in projects:
         cloud_changes.append((("projects", project), {"hasTrustDialogAccepted": True}))
         settings_path = f"{project}/.claude/settings.json"
-        add(settings_path, merged(settings_path, *project_settings), "the project's local model settings")
+        texts[settings_path] = merged(settings_path, *project_settings)
         if config.claude_project_gitignore:
-            add(f"{project}/.gitignore", apply_block(text(f"{project}/.gitignore"), ".claude/settings.json"),
-                "the .gitignore entry")
+            texts[f"{project}/.gitignore"] = apply_block(text(f"{project}/.gitignore"), ".claude/settings.json")
         if config.claude_project_claude_md:
-            add(f"{project}/CLAUDE.md", apply_block(text(f"{project}/CLAUDE.md"), claude_md_section(config, decision),
-                                                    MARKDOWN), "the Model setup section")
+            texts[f"{project}/CLAUDE.md"] = apply_block(text(f"{project}/CLAUDE.md"),
+                                                        claude_md_section(config, decision), MARKDOWN)
     if cloud_changes:
-        add(claude_json, merged(claude_json, *cloud_changes), "onboarding and project trust")
-    return edits
+        texts[claude_json] = merged(claude_json, *cloud_changes)
+    return [Edit(f.path, texts[f.path], f.why) for f in account_files(config, account, existing)]
 
 
 def account_problems(config: HostConfig, accounts: dict[str, Account | None], os_name: str) -> list[str]:

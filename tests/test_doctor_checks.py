@@ -1,86 +1,318 @@
-"""The doctor's checks (pure) over gathered data: one broken thing fails exactly its check."""
+"""The doctor's checks (pure) over recorded outputs of its fact: one broken thing fails exactly
+its check."""
 
 from __future__ import annotations
 
+import base64
 import json
 
-from localcode.doctor import FAIL, PASS, SKIP, evaluate, html, memory, table
-from localcode.facts import HostHardware
+from localcode.doctor import (FAIL, PASS, SKIP, WARN, DoctorFact, Listener, Service, alias_check,
+                              cloud_environment_check, context_check, deep_check, doctor_arguments, evaluate, html,
+                              loopback_check, memory, models_check, parse_doctor, parse_netstat, parse_ss,
+                              server_check, settings_check, table)
+from localcode.facts import MARK, Account, HostHardware, OllamaState, ShownModel, Unreadable
+from localcode.ollama.common import server_environment
 from localcode.plan import plan_host
 from localcode.settings import validate_host_data
 from localcode.sizing import GiB
 from localcode.userfiles import FileState
+from localcode.wiring import UserFile, local_environment
 
 CONFIG = validate_host_data("ws", {"developer_users": ["dev"]})
-PLAN = plan_host("ws", CONFIG, HostHardware("Linux", "x86_64", 64 * GiB, login="root"))
+DEV = Account("dev", 1000, 1000, "/home/dev", "/bin/bash")
+PLAN = plan_host("ws", CONFIG, HostHardware("Linux", "x86_64", 64 * GiB, login="root", accounts={"dev": DEV}))
 D = PLAN.decision
 SETTINGS = "/home/dev/.claude-local/settings.json"
+STATE = "/home/dev/.claude-local/.claude.json"
 RC = "/home/dev/.bashrc"
+PROFILE = "/home/dev/.profile"
+BLOCK = "# >>> localcode >>>\nalias claude-local='env claude'\n# <<< localcode <<<\n"
+
+# Recorded from a lab host (Linux, systemd) after the deploy, one list of lines per section.
+SS = ["LISTEN 0      128      0.0.0.0:22    0.0.0.0:*", "LISTEN 0      5      127.0.0.1:11434 0.0.0.0:*",
+      "LISTEN 0      5      127.0.0.1:5000  0.0.0.0:*", "LISTEN 0      128         [::]:22       [::]:*"]
+SYSTEMD_ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin OLLAMA_HOST=127.0.0.1:11434 "
+               "OLLAMA_KEEP_ALIVE=5m OLLAMA_NUM_PARALLEL=1"]
+SMOKE = ["event: message_start",
+         'data: {"type":"message_start","message":{"id":"m","type":"message","role":"assistant","content":[]}}',
+         "", "event: content_block_start",
+         'data: {"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"t",'
+         '"name":"get_weather","input":{}}}']
+# A Mac (launchd, BSD netstat) after the deploy.
+NETSTAT = ["Active Internet connections (including servers)",
+           "Proto Recv-Q Send-Q  Local Address          Foreign Address        (state)",
+           "tcp4       0      0  127.0.0.1.11434        *.*                    LISTEN",
+           "tcp4       0      0  192.168.1.20.50512     17.57.146.20.5223      ESTABLISHED",
+           "tcp46      0      0  *.5000                 *.*                    LISTEN",
+           "tcp6       0      0  ::1.631                *.*                    LISTEN"]
+LAUNCHCTL = ["gui/501/com.localcode.ollama = {", "\tactive count = 1",
+             "\tpath = /Users/ana/Library/LaunchAgents/com.localcode.ollama.plist", "\ttype = LaunchAgent",
+             "\tstate = running", "", "\tprogram = /opt/homebrew/opt/ollama/bin/ollama", "\tendpoints = {",
+             "\t\tstate = active", "\t}", "}"]
 
 
-def files(**texts: str) -> dict[str, FileState]:
-    return {SETTINGS: FileState(texts.get("settings", json.dumps({"model": D.name})), "644", 1000, 1000),
-            RC: FileState(texts.get("rc", "# >>> localcode >>>\nalias claude-local='env claude'\n"
-                                          "# <<< localcode <<<\n"), "644", 1000, 1000)}
+def file_lines(path: str, text: str) -> list[str]:
+    """One file as the read helper reports it (userfiles.READ_SCRIPT)."""
+    data = text.encode()
+    return [f"{MARK}file:{path}", f"file 1000 1000 644 {len(data)}", base64.b64encode(data).decode()]
 
 
-def healthy() -> dict:
-    tags = {"models": [{"name": D.model}, {"name": D.name}]}
+def healthy_files() -> dict[str, str]:
+    return {RC: BLOCK, PROFILE: '. "$HOME/.bashrc"\n', SETTINGS: json.dumps({"model": D.name}),
+            STATE: json.dumps({"hasCompletedOnboarding": True})}
+
+
+def healthy(**changes: list[str] | dict[str, str]) -> dict:
+    """The sections of a healthy Linux host's output; `files` maps paths to their texts."""
+    tags = {"models": [{"name": n, "digest": "sha256:" + "0" * 64, "size": 1} for n in (D.model, D.name)]}
     show = {"parameters": f"num_ctx                        {D.num_ctx}"}
-    smoke = 'event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"t","name":"get_weather","input":{}}}'
-    return {
-        "version": ['{"version":"0.30.0"}'], "service": ["active"], "listen": ["127.0.0.1:11434"],
-        "tags": [json.dumps(tags)], "show": [json.dumps(show)],
-        "env": [f"OLLAMA_HOST=127.0.0.1:11434 OLLAMA_KV_CACHE_TYPE={D.kv_cache_type}" if D.kv_cache_type != "f16"
-                else "OLLAMA_HOST=127.0.0.1:11434"],
-        "smoke": smoke.splitlines(), "claude": ["2.1.330 (Claude Code)"],
-        "files": files(),
-    }
+    return {"bin": ["/usr/local/bin/ollama"], "client": ["ollama version is 0.30.0"],
+            "version": ['{"version":"0.30.0"}'], "tags": [json.dumps(tags)],
+            f"show:{D.name}": ["", json.dumps(show), "200"], "service:systemd": ["active"], "listen:ss": SS,
+            "env:systemd": SYSTEMD_ENV, "smoke": SMOKE, "claude": ["2.1.330 (Claude Code)"],
+            "files": healthy_files()} | changes
 
 
-def run(data: dict):
-    return evaluate("ws", CONFIG, PLAN, data, {"dev": [SETTINGS]}, {"dev": [RC]}, deep=False)
+def output(parts: dict) -> list[str]:
+    lines = []
+    for name, value in parts.items():
+        if name == "files":
+            lines += [line for path, text in value.items() for line in file_lines(path, text)]
+        else:
+            lines += [f"{MARK}{name}", *value]
+    return lines
+
+
+def run(parts: dict, deep: bool = False):
+    return evaluate("ws", CONFIG, PLAN, DoctorFact().process(output(parts)), deep=deep)
 
 
 def failed(report) -> set[str]:
     return {c.name for c in report.checks if c.status == FAIL}
 
 
+def test_the_recorded_environment_is_what_the_deploy_writes():
+    assert {k: v for k, v in (w.split("=", 1) for w in SYSTEMD_ENV[0].split())} == \
+        {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", **server_environment(CONFIG, D)}
+
+
 def test_a_healthy_host_passes_every_check():
     report = run(healthy())
-    assert report.ok and {c.status for c in report.checks} == {PASS}
+    assert report.ok and {c.status for c in report.checks} == {PASS}, report.checks
     assert "✓" in table([report]) and "1 of 1 hosts pass" in html([report])
     bars = memory(PLAN, CONFIG)
     assert bars["weights"] + bars["kv_cache"] + bars["buffers"] + bars["free"] == bars["budget"]
 
 
 def test_each_breakage_fails_exactly_its_check():
+    files = healthy_files()
     cases = {
-        "service": {"service": ["inactive"], "version": [""]},
-        "loopback": {"listen": ["0.0.0.0:11434"]},
-        "models": {"tags": [json.dumps({"models": [{"name": D.model}]})]},
-        "context": {"show": [json.dumps({"parameters": "num_ctx                        4096"})]},
+        "service": {"service:systemd": ["inactive"], "version": [""]},
+        "loopback": {"listen:ss": ["LISTEN 0      4096         0.0.0.0:11434      0.0.0.0:*"]},
+        "models": {"tags": [json.dumps({"models": [{"name": D.model, "digest": "sha256:0", "size": 1}]})]},
+        "context": {f"show:{D.name}": ["", json.dumps({"parameters": "num_ctx                        4096"}), "200"]},
         "tool call": {"smoke": ['data: {"type":"content_block_start","content_block":{"type":"text","text":"{}"}}']},
         "claude": {"claude": []},
-        "alias dev": {"files": files(rc="export A=1\n")},
-        "settings dev": {"files": files(settings="{broken")},
+        "alias dev": {"files": files | {RC: "export A=1\n"}},
+        "settings dev": {"files": files | {SETTINGS: "{broken"}},
     }
     for check, change in cases.items():
-        report = run({**healthy(), **change})
+        report = run(healthy(**change))
         assert failed(report) == {check}, (check, [(c.name, c.status, c.detail) for c in report.checks])
         assert all(c.remedy for c in report.checks if c.status == FAIL)
 
 
 def test_a_stopped_server_skips_what_depends_on_it():
-    report = run({**healthy(), "service": ["inactive"], "version": [""]})
+    report = run(healthy(**{"service:systemd": ["inactive"], "version": [""]}))
     statuses = {c.name: c.status for c in report.checks}
     assert statuses["service"] == FAIL and statuses["ollama"] == SKIP and "models" not in statuses
 
 
-def test_cloud_settings_in_a_login_environment_are_reported_not_fixed():
-    from localcode.doctor import WARN, cloud_environment_check
-    from localcode.wiring import local_environment
+def test_a_missing_derived_model_skips_context_and_tool_call():
+    tags = {"models": [{"name": D.model, "digest": "sha256:0", "size": 1}]}
+    report = run(healthy(tags=[json.dumps(tags)], **{f"show:{D.name}": ["", '{"error":"not found"}', "404"]}))
+    statuses = {c.name: c.status for c in report.checks}
+    assert statuses["models"] == FAIL and statuses["context"] == SKIP and statuses["tool call"] == SKIP
 
+
+def test_listeners_from_ss_and_netstat():
+    assert parse_ss(SS) == (Listener("0.0.0.0", 22), Listener("127.0.0.1", 11434), Listener("127.0.0.1", 5000),
+                            Listener("[::]", 22))
+    assert parse_ss(["LISTEN 0      4096       127.0.0.1:11434      0.0.0.0:*"]) == (Listener("127.0.0.1", 11434),)
+    assert parse_ss(["State Recv-Q Send-Q Local Address:Port Peer Address:Port", "LISTEN 0 5 garbage"]) == ()
+    assert parse_ss(["LISTEN 0 4096 [::1]:11434 [::]:*", "LISTEN 0 4096 127.0.0.53%lo:53 0.0.0.0:*"]) == \
+        (Listener("[::1]", 11434), Listener("127.0.0.53%lo", 53))
+    assert parse_netstat(NETSTAT) == (Listener("127.0.0.1", 11434), Listener("*", 5000), Listener("[::1]", 631))
+    assert parse_netstat(["tcp46      0      0  *.11434                *.*                    LISTEN"]) == \
+        (Listener("*", 11434),)
+
+
+def test_loopback_check_judges_only_the_ollama_port():
+    assert loopback_check(parse_ss(SS), 11434, False).status == PASS
+    assert loopback_check(parse_netstat(NETSTAT), 11434, False).status == PASS
+    assert loopback_check(parse_ss(["LISTEN 0 4096 [::1]:11434 [::]:*"]), 11434, False).status == PASS
+    wildcard = loopback_check(parse_netstat(["tcp46  0  0  *.11434  *.*  LISTEN"]), 11434, False)
+    assert wildcard.status == FAIL and "*:11434" in wildcard.detail and wildcard.remedy
+    assert loopback_check(parse_netstat(["tcp46  0  0  *.11434  *.*  LISTEN"]), 11434, True).status == WARN
+    nothing = loopback_check(parse_ss(SS), 8080, False)
+    assert nothing.status == FAIL and nothing.detail == "nothing listens on the Ollama port"
+
+
+def test_the_service_environment_is_compared_key_by_key_with_the_deploys():
+    planned = server_environment(CONFIG, D)
+    shown = ShownModel({"num_ctx": D.num_ctx}, None, ())
+    env = parse_doctor(output(healthy())).environment
+    assert context_check(shown, env, planned, D).status == PASS
+    quantized = context_check(shown, env | {"OLLAMA_KV_CACHE_TYPE": "q4_0"}, planned, D)
+    assert quantized.status == FAIL and "KV q4_0 (planned f16)" in quantized.detail
+    assert "OLLAMA_KV_CACHE_TYPE=q4_0 is not planned" in quantized.detail
+    changed = context_check(shown, {k: v for k, v in env.items() if k != "OLLAMA_KEEP_ALIVE"}
+                            | {"OLLAMA_NUM_PARALLEL": "4"}, planned, D)
+    assert changed.status == FAIL
+    assert "OLLAMA_KEEP_ALIVE is unset (planned 5m); OLLAMA_NUM_PARALLEL is 4 (planned 1)" in changed.detail
+    # Where the server binds is the loopback check's: it sees the real listener.
+    assert context_check(shown, env | {"OLLAMA_HOST": "0.0.0.0:11434"}, planned, D).status == PASS
+    unreadable = context_check(shown, Unreadable("systemctl show -p Environment: No closing quotation"), planned, D)
+    assert unreadable.status == FAIL and "No closing quotation" in unreadable.detail
+    quoted = parse_doctor(output(healthy(**{"env:systemd": ['"OLLAMA_ORIGINS=a b" OLLAMA_HOST=127.0.0.1:11434']})))
+    assert quoted.environment == {"OLLAMA_ORIGINS": "a b", "OLLAMA_HOST": "127.0.0.1:11434"}
+
+
+def mac_plan():
+    ana = Account("ana", 501, 20, "/Users/ana", "/bin/zsh")
+    config = validate_host_data("mac", {"developer_users": ["ana"]})
+    return config, plan_host("mac", config, HostHardware("Darwin", "arm64", 64 * GiB, login="root",
+                                                         accounts={"ana": ana}))
+
+
+def plist(environment: dict[str, str]) -> str:
+    from localcode.rendering import render
+
+    return render("com.localcode.ollama.plist.j2", label="com.localcode.ollama", binary="/usr/local/bin/ollama",
+                  environment=environment, log="/Users/ana/Library/Logs/localcode-ollama.log").decode()
+
+
+def test_a_mac_is_read_with_launchctl_netstat_and_its_launch_agent():
+    config, plan = mac_plan()
+    d = plan.decision
+    args = doctor_arguments(config, plan, deep=False)
+    agent = "/Users/ana/Library/LaunchAgents/com.localcode.ollama.plist"
+    assert args["agent"] == agent and args["owner_uid"] == 501
+    assert any(agent in paths and prefix[-2] == "ana" for prefix, paths in args["accounts"])
+    command = DoctorFact().command(**args)
+    assert "launchctl print gui/501/com.localcode.ollama" in command and "netstat -anp tcp" in command
+    assert "systemctl" not in command and "ss -Hltn" not in command
+
+    tags = {"models": [{"name": n, "digest": "sha256:0", "size": 1} for n in (d.model, d.name)]}
+    rc = "/Users/ana/.zshrc"
+    parts = {"version": ['{"version":"0.30.0"}'], "tags": [json.dumps(tags)],
+             f"show:{d.name}": ["", json.dumps({"parameters": f"num_ctx {d.num_ctx}"}), "200"],
+             "service:launchd": LAUNCHCTL, "listen:netstat": NETSTAT, "env:launchd": [agent], "smoke": SMOKE,
+             "claude": ["2.1.330 (Claude Code)"],
+             "files": {agent: plist(server_environment(config, d)), rc: BLOCK,
+                       "/Users/ana/.claude-local/settings.json": json.dumps({"model": d.name}),
+                       "/Users/ana/.claude-local/.claude.json": "{}"}}
+    report = evaluate("mac", config, plan, parse_doctor(output(parts)), deep=False)
+    assert report.ok and {c.status for c in report.checks} == {PASS}, report.checks
+
+    stray = plist(server_environment(config, d) | {"OLLAMA_FLASH_ATTENTION": "0"})
+    report = evaluate("mac", config, plan, parse_doctor(output(parts | {"files": parts["files"] | {agent: stray}})),
+                      deep=False)
+    assert failed(report) == {"context"}
+    assert "OLLAMA_FLASH_ATTENTION is 0 (planned 1)" in next(c.detail for c in report.checks if c.name == "context")
+
+    unknown = ['Bad request.', 'Could not find service "com.localcode.ollama" in domain for user gui: 501']
+    stopped = evaluate("mac", config, plan, parse_doctor(output(parts | {"service:launchd": unknown,
+                                                                         "version": [""]})), deep=False)
+    service = next(c for c in stopped.checks if c.name == "service")
+    assert service.status == FAIL and service.detail == "LaunchAgent com.localcode.ollama not loaded"
+    assert "localcode-ollama.log" in service.remedy
+
+    gone = parse_doctor(output({k: v for k, v in parts.items() if k != "files"}))
+    assert gone.environment == Unreadable(f"{agent} is missing")
+    for hostile in ("<plist><dict><key>a</key>", "<plist><dict><key>a</key><date>secret</date></dict></plist>",
+                    "<plist><array/></plist>"):
+        environment = parse_doctor(output(parts | {"files": {agent: hostile}})).environment
+        assert isinstance(environment, Unreadable) and agent in environment.message
+        assert "secret" not in environment.message
+
+
+def test_a_linux_host_is_read_with_systemd_and_ss():
+    args = doctor_arguments(CONFIG, PLAN, deep=True)
+    assert args["agent"] is None and args["users"] == ("dev",)
+    command = DoctorFact().command(**args)
+    assert "systemctl show ollama -p Environment --value" in command and "ss -Hltn" in command
+    assert "launchctl" not in command and "netstat" not in command and "awk" not in command
+    assert "/home/dev/.bash_login" in command  # every login file wiring may choose
+
+
+def test_the_alias_is_checked_in_every_rc_file_the_deploy_writes():
+    login = "/home/dev/.bash_login"
+    files = healthy_files() | {login: "export A=1\n"}  # bash reads it before ~/.profile
+    report = run(healthy(files=files))
+    alias = next(c for c in report.checks if c.name == "alias dev")
+    assert failed(report) == {"alias dev"} and alias.detail == f"claude-local is not defined in {login}"
+    assert run(healthy(files=files | {login: BLOCK})).ok
+    assert alias_check("dev", "claude-local", {RC: FileState(BLOCK, "644")}).status == PASS
+
+
+def test_settings_are_the_json_files_the_deploy_writes():
+    profile = UserFile(SETTINGS, "the local profile's model and environment", "settings")
+    state = UserFile(STATE, "the local profile's first run and project trust", "state")
+    ok = settings_check("dev", [(profile, FileState(json.dumps({"model": D.name}), "644")),
+                                (state, FileState("{}", "600"))], D.name)
+    assert ok.status == PASS and ok.detail == "2 settings files valid"
+    wrong = settings_check("dev", [(profile, FileState('{"model": "opus"}', "644")), (state, FileState("[]", "600"))],
+                           D.name)
+    assert wrong.status == FAIL and wrong.detail == f"{SETTINGS}: model is 'opus', not {D.name}"
+    missing = settings_check("dev", [(profile, FileState(None, None)),
+                                     (state, FileState(None, None, problem="unreadable"))], D.name)
+    assert missing.detail == f"{SETTINGS} missing; {STATE} is unreadable"
+    report = run(healthy(files=healthy_files() | {STATE: "{"}))
+    assert failed(report) == {"settings dev"}
+
+
+def test_server_check_against_the_floor_and_unreadable_answers():
+    active, stopped = Service("systemd", "active"), Service("systemd", "inactive")
+    assert server_check(OllamaState(None, None, "0.30.0"), "0.14.3", active, "127.0.0.1:11434").status == PASS
+    old = server_check(OllamaState(None, None, "0.12.0"), "0.14.3", active, "127.0.0.1:11434")
+    assert old.status == FAIL and "below the effective floor 0.14.3" in old.detail
+    silent = server_check(OllamaState(None, None, None), "0.14.3", active, "127.0.0.1:11434")
+    assert silent.status == FAIL and "journalctl -u ollama" in silent.remedy
+    assert server_check(OllamaState(None, None, None), "0.14.3", stopped, "127.0.0.1:11434").status == SKIP
+    garbled = parse_doctor(output(healthy(version=["<html>proxy error</html>"])))
+    assert isinstance(garbled.ollama, Unreadable)
+    report = run(healthy(version=["<html>proxy error</html>"]))
+    assert failed(report) == {"ollama"} and "cannot parse /api/version" in report.checks[1].detail
+
+
+def test_models_check_without_a_planned_model_warns():
+    from dataclasses import replace
+
+    none = replace(D, model=None, name=None, reason="nothing fits")
+    assert models_check(set(), none) == models_check({"x"}, none)
+    assert models_check(set(), none).status == WARN and "nothing fits" in models_check(set(), none).detail
+    assert models_check({D.model, D.name}, D).status == PASS
+
+
+def test_the_smoke_answer_is_read_as_server_sent_events():
+    report = run(healthy(smoke=["data: [1]", "data: 3", "data: {broken", 'data: {"type":"content_block_start"}']))
+    assert failed(report) == {"tool call"}
+    silent = next(c for c in run(healthy(smoke=[])).checks if c.name == "tool call")
+    assert silent.detail == "no tool_use block in the streamed answer (no answer)"
+
+
+def test_deep_checks_read_each_developers_answer_and_login_environment():
+    answer = json.dumps({"is_error": False, "modelUsage": {D.name: {}}})
+    parts = healthy(**{"cloud-env:dev": ["ANTHROPIC_BETAS"], "deep:dev": [answer]})
+    report = run(parts, deep=True)
+    statuses = {c.name: c.status for c in report.checks}
+    assert statuses["claude -p dev"] == PASS and statuses["cloud env dev"] == WARN
+    assert deep_check("dev", {"is_error": True}, D.name, "claude-local").status == FAIL
+    assert deep_check("dev", None, D.name, "claude-local").remedy == "run claude-local -p hi as dev and read its error"
+
+
+def test_cloud_settings_in_a_login_environment_are_reported_not_fixed():
     ours = set(local_environment(CONFIG, D))
     clean = cloud_environment_check("dev", ["EDITOR"], ours)
     assert clean.status == PASS and clean.detail == "no cloud settings"

@@ -14,7 +14,7 @@ from localcode.settings import validate_host_data
 from localcode.sizing import Decision
 from localcode.textedit import BEGIN, END
 from localcode.userfiles import FileState
-from localcode.wiring import base_url, local_environment, rc_paths, user_edits
+from localcode.wiring import account_files, base_url, candidate_paths, local_environment, rc_paths, user_edits
 
 DECISION = Decision("qwen3-coder:30b", "localcode/qwen3-coder:30b-128k", 131072, "q8_0", 40 * 2**30,
                     30 * 2**30, "GPU", "fits", min_ollama="0.14.3")
@@ -204,3 +204,33 @@ def test_first_run_state_is_seeded_once_and_never_reset():
     again = {e.path: e for e in user_edits(config(), DECISION, account("/bin/bash"),
                                            {path: FileState(json.dumps(later), "600")})}
     assert json.loads(again[path].text) == later
+
+
+def test_account_files_are_exactly_the_files_user_edits_writes():
+    project = "/home/dev/src/app"
+    with_project = config(claude_projects={"dev": [project]}, claude_project_gitignore=True,
+                          claude_project_claude_md=True)
+    for data, shell in ((config(), "/bin/bash"), (config(**AIRGAPPED), "/bin/zsh"), (with_project, "/usr/bin/fish"),
+                        (config(), "/bin/sh")):
+        written = [(e.path, e.why) for e in user_edits(data, DECISION, account(shell), {})]
+        assert written == [(f.path, f.why) for f in account_files(data, account(shell), {})]
+    assert [(f.path, f.kind) for f in account_files(with_project, account("/usr/bin/fish"), {})] == [
+        ("/home/dev/.config/fish/conf.d/localcode.fish", "alias"),
+        ("/home/dev/.claude-local/settings.json", "settings"), ("/home/dev/.claude-local/.claude.json", "state"),
+        (f"{project}/.claude/settings.json", "settings"), (f"{project}/.gitignore", "text"),
+        (f"{project}/CLAUDE.md", "text"), ("/home/dev/.claude.json", "state")]
+    air = [(f.path, f.kind) for f in account_files(config(**AIRGAPPED), account("/bin/zsh"), {})]
+    assert ("/home/dev/.claude/settings.json", "settings") in air and air[-1] == ("/home/dev/.claude.json", "state")
+
+
+def test_a_bash_login_file_is_read_and_gets_the_alias():
+    login = {"/home/dev/.bash_login": FileState("export A=1\n", "644")}
+    assert [f.path for f in account_files(config(), account("/bin/bash"), login) if f.kind == "alias"] == \
+        ["/home/dev/.bashrc", "/home/dev/.bash_login"]
+    two = validate_host_data("h", {"developer_users": ["dev", "eve"], "claude_projects": {"dev": ["/srv/app"]}})
+    read = candidate_paths(two, {"dev": account("/bin/bash"), "eve": None})
+    assert list(read) == ["dev"]
+    assert {"/home/dev/.bashrc", "/home/dev/.bash_profile", "/home/dev/.bash_login", "/home/dev/.profile",
+            "/home/dev/.claude/settings.json", "/home/dev/.claude.json", "/srv/app/.claude/settings.json",
+            "/home/dev/.claude-local/.claude.json"} <= set(read["dev"])
+    assert len(read["dev"]) == len(set(read["dev"]))
