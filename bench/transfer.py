@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from localcode import sources  # noqa: E402
-from localcode.bundle import Fetcher, Sources, fetch_models  # noqa: E402
+from localcode.bundle import Fetcher, fetch_models  # noqa: E402
 from lab import fleet  # noqa: E402
 from lab.spec import load_spec  # noqa: E402
 
@@ -104,7 +104,7 @@ def bundle_download(mib: int) -> dict:
             root = Path(tempfile.mkdtemp(prefix="localcode-bench-", dir=work))
             fetcher = Fetcher(root, progress=False, workers=4)
             try:
-                fetch_models(fetcher, Sources(registry=registry.url), ["bench/big:1"])
+                fetch_models(fetcher, registry.url, ["bench/big:1"])
             finally:
                 fetcher.close()
                 shutil.rmtree(root)
