@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 from pyinfra import host
 from pyinfra.api import FactBase, operation
+from pyinfra.operations import brew
 
 from .facts import MARK, HostHardware, sections
 from . import helper_scripts, sources
+from .ollama.macos import brew_environment
 from .ops import failure
 from .settings import HostConfig
 from .shell import command
@@ -97,7 +99,10 @@ def native(version: str, platform_: str, url_template: str, state: ClaudeInstall
 
 @operation()
 def npm(version: str, registry: str | None, state: ClaudeInstall):
-    """The pinned npm packages (the wrapper pulls the platform binary package)."""
+    """The pinned npm packages (the wrapper pulls the platform binary package). Ours rather than
+    pyinfra's npm.packages: its NpmPackages fact (pyinfra 3.10) does not parse scoped names such as
+    @anthropic-ai/claude-code, so it would install again on every run, after one more round trip
+    (`npm list -g`)."""
     if state.version == version:
         host.noop(f"Claude Code {version} is installed (npm)")
         return
@@ -113,15 +118,6 @@ def npm(version: str, registry: str | None, state: ClaudeInstall):
 
 
 @operation()
-def cask(brew_bin: str, version: str, state: ClaudeInstall):
-    """The Homebrew cask (the cask's version is Homebrew's; checked against the pin below)."""
-    if state.version == version:
-        host.noop(f"Claude Code {version} is installed (Homebrew cask)")
-        return
-    yield command(brew_bin, "install", "--cask", "claude-code")
-
-
-@operation()
 def reports_version(version: str):
     """`claude --version` on PATH must print the pinned version (run when an install changed
     something or the version observed at the start was another)."""
@@ -132,6 +128,7 @@ def reports_version(version: str):
 def install(config: HostConfig, facts: HostHardware, owned: dict) -> None:
     state = host.get_fact(ClaudeInstallFact)
     method = config.claude_install_method
+    installed = None
     if method == "native":
         target = platform(facts, state.musl)
         if target is None:
@@ -149,12 +146,18 @@ def install(config: HostConfig, facts: HostHardware, owned: dict) -> None:
         failure(name="Claude Code cask", message="claude_install_method brew needs macOS and a developer user "
                                                   "(Homebrew runs as a user, never as root)")
         return
-    else:
+    elif state.version != config.claude_version:
+        # The cask, installed or upgraded only when another version is on PATH (its version is
+        # Homebrew's, checked against the pin below), as the developer: Homebrew refuses root.
+        # pyinfra's brew.casks reads `brew --version` and the installed casks: two round trips,
+        # on those runs alone.
         brew_bin = "/opt/homebrew/bin/brew" if facts.arch == "arm64" else "/usr/local/bin/brew"
-        installed = cask(name="Claude Code (Homebrew cask)", brew_bin=brew_bin, version=config.claude_version,
-                         state=state, _sudo=True, _sudo_user=config.developer_users[0], _use_sudo_login=True)
+        installed = brew.casks(name="Claude Code (Homebrew cask)", casks=["claude-code"], latest=True,
+                               _env=brew_environment(brew_bin), _sudo=True, _sudo_user=config.developer_users[0],
+                               _use_sudo_login=True)
     reports_version(name="claude --version reports the pinned version", version=config.claude_version,
-                    _if=lambda: installed.did_change() or state.version != config.claude_version)
+                    _if=lambda: (installed is not None and installed.did_change())
+                    or state.version != config.claude_version)
     no_self_updates(facts.os, owned)
 
 

@@ -43,15 +43,20 @@ def _lists_dir() -> str:
     return path
 
 
-def push(bundle_dir: str, paths: list[str], dest: str = HOST_CACHE):
+def push(bundle_dir: str, paths: list[str], dest: str = HOST_CACHE, os_name: str = "Linux"):
     """Commands that rsync the given bundle-relative files to dest on the host, keeping their
     relative paths; partial transfers are kept and resumed (rsync's delta transfer) next run."""
     fd, files_from = tempfile.mkstemp(suffix=".txt", dir=_lists_dir())
     with os.fdopen(fd, "w") as listing:
         listing.write("\n".join(sorted(paths)) + "\n")
-    # rsync's own transfer checksum is off: every file is sha256-verified on arrival anyway.
+    # rsync's own transfer checksum is off: every file is sha256-verified on arrival anyway. rsync
+    # hands --checksum-choice to the host's rsync (server_options in
+    # https://github.com/RsyncProject/rsync/blob/master/options.c), and macOS's has no such option
+    # (2.6.9, or openrsync since 15.4:
+    # https://derflounder.wordpress.com/2025/04/06/rsync-replaced-with-openrsync-on-macos-sequoia/):
+    # there it stays on.
     # pyinfra joins the flags and paths into one local shell command line: they are quoted.
-    flags = ["--times", "--partial", "--checksum-choice=none", "--chmod=D0755,F0644",
-             f"--files-from={sh_quote(files_from)}"]
+    flags = ["--times", "--partial", *(["--checksum-choice=none"] if os_name == "Linux" else []),
+             "--chmod=D0755,F0644", f"--files-from={sh_quote(files_from)}"]
     yield command("mkdir", "-p", dest)
     yield RsyncCommand(sh_quote(f"{bundle_dir.rstrip('/')}/"), f"{dest}/", flags)

@@ -1,21 +1,45 @@
 """Plan-level tests (pyinfra @fake hosts): the exact Ollama install commands for a Mac with and
-without Homebrew, and for a Linux laptop onboarded by its (non-root) developer."""
+without Homebrew, from each source, and for a Linux laptop onboarded by its (non-root)
+developer."""
 
 from __future__ import annotations
 
 import logging
+import re
+
+from pyinfra.context import ctx_state
 
 from .plan_harness import M, accounts, darwin_hardware, linux_base, linux_hardware, no_ollama, plan_deploy
 
+BASE = "/usr/local/lib/localcode/ollama"
+HELPER = "/usr/local/lib/localcode/bin/localcode-install-release"
+BREW_PATH = {"PATH": "/opt/homebrew/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
 
-def mac(brew: bool, app: bool = False) -> dict:
+
+def mac(brew: bool, app: bool = False, brew_ollama: str | None = None, tarball: str | None = None, **data) -> dict:
+    """A Mac as our fact reports it: Homebrew (and its formula's version), our active CLI tarball
+    release (`tarball`, linked from /usr/local/bin), Ollama.app."""
+    releases = ([f"{tarball}-darwin", f"{M}current", f"{BASE}/{tarball}-darwin", f"{M}bin-link", "link",
+                 f"{BASE}/current/ollama"] if tarball else [f"{M}current", f"{M}bin-link", "missing"])
     fact = [f"{M}brew", *(["/opt/homebrew/bin/brew", "ana"] if brew else []), f"{M}brew-ollama",
-            f"{M}tarball", f"{M}app", *(["yes"] if app else []), f"{M}uid", "501", f"{M}agent"]
-    return {"developer_users": ["ana"], "fake_responses": {
+            *([f"ollama {brew_ollama}"] if brew_ollama else []), f"{M}releases", *releases,
+            f"{M}app", *(["yes"] if app else []), f"{M}uid", "501", f"{M}agent"]
+    return {"developer_users": ["ana"], **data, "fake_responses": {
         "uname -s; uname -m": darwin_hardware(48) + accounts(("ana", 501, "/Users/ana", "/bin/zsh")),
         "list --versions ollama": fact,
         "/api/tags": no_ollama(),
+        # pyinfra's own brew facts
+        re.compile(r"\( brew --version \)"): ["Homebrew 4.4.20"],
+        re.compile(r"then \( brew list --versions \)"): [f"ollama {brew_ollama}"] if brew_ollama else [],
     }}
+
+
+def global_arguments(host: str, op_name: str) -> dict:
+    """The pyinfra global arguments (_env, _sudo_user, ...) of one planned operation."""
+    state = ctx_state.get()
+    (op_hash,) = [h for h, meta in state.op_meta.items() if op_name in meta.names]
+    (data,) = [ops[op_hash] for h, ops in state.ops.items() if h.name == host]
+    return data.global_arguments
 
 
 PLIST = "/Users/ana/Library/LaunchAgents/com.localcode.ollama.plist"
@@ -37,8 +61,10 @@ def by_name(ops):
 def test_mac_with_homebrew(monkeypatch):
     ops = by_name(plan_deploy([("@fake/mac-brew", mac(brew=True))], monkeypatch)["@fake/mac-brew"])
     brew = ops["brew install ollama"]
-    assert brew.commands == ["/opt/homebrew/bin/brew install ollama"]
+    assert brew.commands == ["brew install ollama"]
     assert brew.sudo and brew.sudo_user == "ana"  # Homebrew refuses root: run as the prefix owner
+    # pyinfra's brew operation runs `brew` from PATH: Homebrew's prefix is put there.
+    assert global_arguments("@fake/mac-brew", "brew install ollama")["_env"] == BREW_PATH
     plist = agent_plist(ops["Ollama LaunchAgent"])
     assert "<string>/opt/homebrew/opt/ollama/bin/ollama</string>" in plist
     for key, value in (("OLLAMA_HOST", "127.0.0.1:11434"), ("OLLAMA_FLASH_ATTENTION", "1"),
@@ -50,20 +76,73 @@ def test_mac_with_homebrew(monkeypatch):
     assert not any("brew services" in c for op in ops.values() for c in op.commands)
 
 
+def test_mac_with_homebrew_upgrades_the_formula(monkeypatch):
+    host = mac(brew=True, brew_ollama="0.13.0", ollama_upgrade=True)
+    ops = by_name(plan_deploy([("@fake/mac-brew", host)], monkeypatch)["@fake/mac-brew"])
+    assert ops["brew upgrade ollama"].commands == ["brew upgrade ollama"]
+
+
+# The version switch on macOS: BSD mv -h renames the new link over `current` (a link to a
+# directory) instead of moving it into that directory; /usr/local/bin may not exist yet.
+ACTIVATE = [
+    f"ln -sfn {BASE}/0.30.0-darwin {BASE}/current.new",
+    f"mv -f -h {BASE}/current.new {BASE}/current",
+    "mkdir -p /usr/local/bin",
+    f"ln -sfn {BASE}/current/ollama /usr/local/bin/ollama.new",
+    "mv -f -h /usr/local/bin/ollama.new /usr/local/bin/ollama",
+]
+
+
 def test_mac_without_homebrew_uses_the_verified_cli_tarball(monkeypatch):
     ops = by_name(plan_deploy([("@fake/mac-bare", mac(brew=False))], monkeypatch)["@fake/mac-bare"])
     release = ops["Ollama 0.30.0 CLI tarball (verified)"]
     assert release.sudo
     assert release.commands == [
-        "/usr/local/lib/localcode/bin/localcode-install-release "
-        "https://github.com/ollama/ollama/releases/download/v0.30.0/sha256sum.txt "
-        "/usr/local/lib/localcode/ollama/0.30.0-darwin "
-        "https://github.com/ollama/ollama/releases/download/v0.30.0/ollama-darwin.tgz",
-        "ln -sfn /usr/local/lib/localcode/ollama/0.30.0-darwin /usr/local/lib/localcode/ollama/current",
-        "ln -sfn /usr/local/lib/localcode/ollama/current/ollama /usr/local/bin/ollama",
-    ]
+        f"{HELPER} https://github.com/ollama/ollama/releases/download/v0.30.0/sha256sum.txt {BASE}/0.30.0-darwin "
+        "https://github.com/ollama/ollama/releases/download/v0.30.0/ollama-darwin.tgz"]
+    activate = ops["Activate Ollama 0.30.0"]
+    assert activate.sudo and activate.commands == ACTIVATE
     plist = agent_plist(ops["Ollama LaunchAgent"])
     assert "<string>/usr/local/bin/ollama</string>" in plist
+    assert not any("brew" in c for op in ops.values() for c in op.commands)
+
+
+def test_mac_with_the_pinned_tarball_active_installs_nothing(monkeypatch):
+    ops = by_name(plan_deploy([("@fake/mac-bare", mac(brew=False, tarball="0.30.0"))], monkeypatch)["@fake/mac-bare"])
+    assert not [name for name in ops if "CLI tarball" in name or name.startswith("Activate Ollama")], list(ops)
+    assert "<string>/usr/local/bin/ollama</string>" in agent_plist(ops["Ollama LaunchAgent"])
+
+
+def test_mac_from_a_mirror_uses_the_tarball_even_with_homebrew(monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="pyinfra")
+    host = mac(brew=True, ollama_source="mirror", mirror_url="http://mirror.example:8080")
+    ops = by_name(plan_deploy([("@fake/mac-mirror", host)], monkeypatch)["@fake/mac-mirror"])
+    assert "Homebrew is installed but needs the internet; ollama_source is mirror" in caplog.text
+    assert ops["Ollama 0.30.0 CLI tarball (verified)"].commands == [
+        f"{HELPER} http://mirror.example:8080/ollama/releases/download/v0.30.0/sha256sum.txt {BASE}/0.30.0-darwin "
+        "http://mirror.example:8080/ollama/releases/download/v0.30.0/ollama-darwin.tgz"]
+    assert ops["Activate Ollama 0.30.0"].commands == ACTIVATE
+    assert "<string>/usr/local/bin/ollama</string>" in agent_plist(ops["Ollama LaunchAgent"])
+    assert not any("brew" in c for op in ops.values() for c in op.commands)
+
+
+def test_mac_from_a_bundle_pushes_the_tarball_and_installs_it_from_file(monkeypatch, caplog, tmp_path):
+    caplog.set_level(logging.INFO, logger="pyinfra")
+    (tmp_path / "bundle.json").write_text("{}")
+    host = mac(brew=True, ollama_source="bundle", bundle_dir=str(tmp_path))
+    ops = by_name(plan_deploy([("@fake/mac-bundle", host)], monkeypatch)["@fake/mac-bundle"])
+    assert "Homebrew is installed but needs the internet; ollama_source is bundle" in caplog.text
+    release = ops["Ollama 0.30.0 CLI tarball (verified)"]
+    cache, staged = "/var/cache/localcode/bundle", "ollama/releases/download/v0.30.0"
+    mkdir, rsync, install, remove = release.commands
+    assert mkdir == f"mkdir -p {cache}"
+    # macOS's rsync (2.6.9 or openrsync) has no --checksum-choice: rsync would pass it on.
+    assert rsync.startswith(f"RsyncCommand({tmp_path}/, {cache}/, ['--times', '--partial', '--chmod=D0755,F0644', "
+                            "'--files-from="), rsync
+    assert install == (f"{HELPER} file://{cache}/{staged}/sha256sum.txt {BASE}/0.30.0-darwin "
+                       f"file://{cache}/{staged}/ollama-darwin.tgz")
+    assert remove == f"rm -f {cache}/{staged}/sha256sum.txt {cache}/{staged}/ollama-darwin.tgz"
+    assert ops["Activate Ollama 0.30.0"].commands == ACTIVATE
     assert not any("brew" in c for op in ops.values() for c in op.commands)
 
 
@@ -107,8 +186,9 @@ def test_mac_claude_code_from_the_homebrew_cask_runs_as_the_developer(monkeypatc
     host["claude_install_method"] = "brew"
     ops = by_name(plan_deploy([("@fake/mac-cask", host)], monkeypatch)["@fake/mac-cask"])
     cask = ops["Claude Code (Homebrew cask)"]
-    assert cask.commands == ["/opt/homebrew/bin/brew install --cask claude-code"]
+    assert cask.commands == ["brew install --cask claude-code"]
     assert cask.sudo and cask.sudo_user == "ana"
+    assert global_arguments("@fake/mac-cask", "Claude Code (Homebrew cask)")["_env"] == BREW_PATH
     assert "Claude Code 2.1.330 (verified)" not in ops
 
 

@@ -1,23 +1,102 @@
-"""What Ollama's install needs on every operating system: where our releases live, the
-server's environment, the install decision and the check of the *running* server's version."""
+"""What Ollama's install needs on every operating system: where our releases live and how
+they are installed (from any source) and switched, the server's environment, the install
+decision and the check of the *running* server's version."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 from gevent import sleep
 from packaging.version import Version
 from pyinfra import host
-from pyinfra.api import FunctionCommand, operation
+from pyinfra.api import FactBase, FunctionCommand, StringCommand, operation
+from pyinfra.api.command import PyinfraCommand
+from pyinfra.api.exceptions import FactProcessError
 
-from .. import helper_scripts
-from ..facts import OllamaFact, OllamaState
+from .. import helper_scripts, sources
+from ..facts import MARK, OllamaFact, OllamaState, sections
 from ..ops import api_json, failure
 from ..settings import HostConfig
+from ..shell import command, sh_quote
 from ..sizing import Decision
 from ..versions import VersionChoice, effective_floor, choose_version
 
 BASE = "/usr/local/lib/localcode/ollama"
 INSTALL_HELPER = helper_scripts.path("localcode-install-release")
 BIN_LINK = "/usr/local/bin/ollama"
+# Renaming a new link over one that points at a directory must replace the link, not move the
+# new one into that directory: GNU mv -T; BSD mv -h (macOS's mv since file_cmds-353, 2022:
+# https://github.com/apple-oss-distributions/file_cmds/blob/main/mv/mv.1).
+RENAME_OVER_LINK = {"Linux": ("-T",), "Darwin": ("-f", "-h")}
+
+
+@dataclass(frozen=True)
+class Releases:
+    """Our unpacked releases, the active one, and what /usr/local/bin/ollama is."""
+
+    names: tuple[str, ...]
+    current: str | None
+    bin_kind: str            # "link" | "file" | "missing"
+    bin_target: str | None
+
+
+def releases_command() -> list[str]:
+    """The shell (the same on Linux and macOS) that reports our releases and links, in sections."""
+    base = sh_quote(BASE)
+    return [
+        f"echo {MARK}releases; for d in {base}/*/; do [ -d \"$d\" ] && basename \"$d\"; done 2>/dev/null",
+        f"echo {MARK}current; readlink {base}/current 2>/dev/null",
+        f"echo {MARK}bin-link; if [ -L {BIN_LINK} ]; then echo link; readlink {BIN_LINK}; "
+        f"elif [ -e {BIN_LINK} ]; then echo file; else echo missing; fi",
+    ]
+
+
+def parse_releases(s: dict[str, list[str]]) -> Releases:
+    """The releases from a fact's sections; an unexpected report fails the host alone."""
+    names = tuple(r for r in s.get("releases", []) if r and not r.endswith(".partial") and r != "current")
+    current = next((Path(c).name for c in s.get("current", []) if c), None)
+    kind_lines = s.get("bin-link", [])
+    if not kind_lines or kind_lines[0] not in ("link", "file", "missing"):
+        raise FactProcessError(f"ollama layout: unexpected report of {BIN_LINK}")
+    target = kind_lines[1] if kind_lines[0] == "link" and len(kind_lines) > 1 else None
+    return Releases(names, current, kind_lines[0], target)
+
+
+class ReleasesFact(FactBase):
+    """Our releases and links alone, read again by the operations that install and activate a
+    release when they run: one round trip."""
+
+    def default(self) -> Releases:
+        return Releases((), None, "missing", None)
+
+    def command(self) -> str:
+        return "; ".join([*releases_command(), "true"])
+
+    def process(self, output: list[str]) -> Releases:
+        return parse_releases(sections(output))
+
+
+def install_release(url_template: str, version: str, files: list[str], dest: str, bundle_dir: str | None,
+                    os_name: str) -> Iterator[PyinfraCommand]:
+    """Commands that verify and unpack one release into `dest` with our helper, from wherever
+    the template points (a bundle's files are pushed first and removed once unpacked)."""
+    sums = url_template.format(version=version, file="sha256sum.txt")
+    archives = [url_template.format(version=version, file=f) for f in files]
+    staged = [url.removeprefix(f"file://{sources.HOST_CACHE}/") for url in (sums, *archives)]
+    if bundle_dir:
+        yield from sources.push(bundle_dir, staged, os_name=os_name)
+    yield command(INSTALL_HELPER, sums, dest, *archives)
+    if bundle_dir:
+        yield command("rm", "-f", *(f"{sources.HOST_CACHE}/{path}" for path in staged))
+
+
+def switch_link(target: str, link: str, os_name: str) -> Iterator[StringCommand]:
+    """Point `link` at `target` atomically: a new link beside it, renamed over it (rename(2)),
+    so a reader sees the old target or the new one, never no link."""
+    yield command("ln", "-sfn", target, f"{link}.new")
+    yield command("mv", *RENAME_OVER_LINK[os_name], f"{link}.new", link)
 
 
 def server_environment(config: HostConfig, decision: Decision) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Issue 4 on the lab: Ollama installed and upgraded, verified, service-managed (sandboxed),
+"""Ollama on the lab: installed and upgraded, verified, service-managed (sandboxed),
 idempotent, and a tampered release fails its host only while the previous version keeps running."""
 
 from __future__ import annotations
@@ -100,3 +100,9 @@ def test_install_upgrade_idempotence_and_tamper(lab: Lab, tmp_path):
     assert lab.ssh("gpuws", "ls /usr/local/lib/localcode/ollama").stdout.split() == ["0.21.0-amd64", "current"]
     for host in ("laptop", "bigbox"):
         assert server_version(lab, host) == "0.30.0"
+        # The switch renamed a new link over `current`: no stray link beside it, none moved into
+        # the release it pointed at.
+        releases = "/usr/local/lib/localcode/ollama"
+        assert lab.ssh(host, f"ls {releases}").stdout.split() == ["0.21.0-amd64", "0.30.0-amd64", "current"]
+        assert lab.ssh(host, f"readlink {releases}/current").stdout.strip() == f"{releases}/0.30.0-amd64"
+        assert lab.ssh(host, f"find {releases}/0.21.0-amd64 -maxdepth 1 -type l").stdout == ""
