@@ -45,7 +45,8 @@ def test_linux_files_are_written_as_the_developer(monkeypatch):
 def test_mac_files_are_written_as_the_developer_through_sudo(monkeypatch):
     mac = host(darwin_hardware(48, login="root"), ("ana", 501, "/Users/ana", "/bin/zsh"), macos=True)
     mac["fake_responses"]["list --versions ollama"] = [f"{M}brew", "/opt/homebrew/bin/brew", "ana",
-                                                       f"{M}brew-ollama", f"{M}tarball", f"{M}app", f"{M}uid", "501",
+                                                       f"{M}brew-ollama", f"{M}releases", f"{M}current", f"{M}bin-link",
+                                                       "missing", f"{M}app", f"{M}uid", "501",
                                                        f"{M}agent"]
     found = writes(plan_deploy([("@fake/mac", mac)], monkeypatch)["@fake/mac"])
     assert found["/Users/ana/.zshrc"].endswith(" 644 /usr/bin/sudo -n -u ana --")
