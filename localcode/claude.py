@@ -17,7 +17,7 @@ from pyinfra.operations import brew
 from .facts import MARK, HostHardware, sections
 from . import helper_scripts, sources
 from .ollama.macos import brew_environment
-from .ops import failure
+from .ops import failure, switch_link
 from .settings import HostConfig
 from .shell import command
 from .textedit import JsonEditError, set_json
@@ -78,9 +78,10 @@ def platform(facts: HostHardware, musl: bool) -> str | None:
 
 
 @operation()
-def native(version: str, platform_: str, url_template: str, state: ClaudeInstall, bundle_dir: str | None = None):
+def native(version: str, platform_: str, url_template: str, state: ClaudeInstall, os_name: str,
+           bundle_dir: str | None = None):
     """Download (or push from a bundle), verify and install the pinned binary, then point
-    /usr/local/bin/claude at it."""
+    /usr/local/bin/claude at it (atomically; a fresh Mac has no /usr/local/bin)."""
     dest = f"{BASE}/{version}"
     if version in state.releases and state.link == f"{dest}/claude":
         host.noop(f"Claude Code {version} is installed and on PATH")
@@ -89,12 +90,13 @@ def native(version: str, platform_: str, url_template: str, state: ClaudeInstall
         urls = [url_template.format(version=version, file=f) for f in ("manifest.json", f"{platform_}/claude")]
         staged = [url.removeprefix(f"file://{sources.HOST_CACHE}/") for url in urls]
         if bundle_dir:
-            yield from sources.push(bundle_dir, staged)
+            yield from sources.push(bundle_dir, staged, os_name=os_name)
         yield command(INSTALL_HELPER, *urls, platform_, version, dest)
         if bundle_dir:
             yield command("rm", "-f", *(f"{sources.HOST_CACHE}/{path}" for path in staged))
-    yield command("ln", "-sfn", f"{dest}/claude", f"{BIN_LINK}.new")
-    yield command("mv", "-f", f"{BIN_LINK}.new", BIN_LINK)
+    if os_name == "Darwin":
+        yield command("mkdir", "-p", BIN_LINK.rsplit("/", 1)[0])
+    yield from switch_link(f"{dest}/claude", BIN_LINK, os_name)
 
 
 @operation()
@@ -137,7 +139,7 @@ def install(config: HostConfig, facts: HostHardware, owned: dict) -> None:
         template = sources.release_template("claude", config.claude_source, config.claude_url_template,
                                             config.mirror_url)
         installed = native(name=f"Claude Code {config.claude_version} (verified)", version=config.claude_version,
-                           platform_=target, url_template=template, state=state,
+                           platform_=target, url_template=template, state=state, os_name=facts.os,
                            bundle_dir=config.bundle_dir if config.claude_source == "bundle" else None)
     elif method == "npm":
         installed = npm(name=f"Claude Code {config.claude_version} (npm)", version=config.claude_version,

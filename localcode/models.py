@@ -105,7 +105,7 @@ class StoreBlobsFact(FactBase):
 
 @operation()
 def sync(store: str, owner: str, model: str, bundle_dir: str | None, mirror_url: str | None,
-         pin: str | None, state: OllamaState):
+         pin: str | None, state: OllamaState, os_name: str):
     """Put a model into the store from a bundle (pushing only the blobs the store lacks) or from
     a mirror (the host fetches them), blobs first and manifest last; no server restart. Files
     land and are verified in root's own staging directory and are written into the store by
@@ -128,7 +128,7 @@ def sync(store: str, owner: str, model: str, bundle_dir: str | None, mirror_url:
         have = host.get_fact(StoreBlobsFact, store=store, owner=owner)
         missing = [b.path for b in entry.blobs if Path(b.path).name not in have]
         yield command(SYNC_HELPER, "stage", staging)
-        yield from sources.push(bundle_dir, [entry.manifest, *missing], dest=staging)
+        yield from sources.push(bundle_dir, [entry.manifest, *missing], dest=staging, os_name=os_name)
         yield command(SYNC_HELPER, "install", staging, store, owner, entry.manifest, entry.digest)
     else:
         yield command(SYNC_HELPER, "install", staging, store, owner, manifest_path(model),
@@ -212,7 +212,7 @@ def ensure(config: HostConfig, decision: Decision, os_name: str, observed: dict,
     else:
         store, owner = store_location(config, os_name)
         pulled = sync(name=f"Base model {decision.model} ({config.model_source})", store=store,
-                      owner=owner, model=decision.model, pin=digest, state=state,
+                      owner=owner, model=decision.model, pin=digest, state=state, os_name=os_name,
                       bundle_dir=config.bundle_dir if config.model_source == "bundle" else None,
                       mirror_url=config.mirror_url if config.model_source == "mirror" else None)
     parameters = desired_parameters(config, decision)

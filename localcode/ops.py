@@ -1,14 +1,20 @@
-"""Operations every step uses: fail one host with a clear message, and ask the Ollama server's
-API from the control machine (JSON parsed here, never on the host with sed)."""
+"""Operations every step uses: fail one host with a clear message, ask the Ollama server's API
+from the control machine (JSON parsed here, never on the host with sed), switch a link atomically."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
-from pyinfra.api import operation
+from pyinfra.api import StringCommand, operation
 
 from .shell import command
+
+# Renaming a new link over one that points at a directory must replace the link, not move the
+# new one into that directory: GNU mv -T; BSD mv -h (macOS's mv since file_cmds-353, 2022:
+# https://github.com/apple-oss-distributions/file_cmds/blob/main/mv/mv.1).
+RENAME_OVER_LINK = {"Linux": ("-T",), "Darwin": ("-f", "-h")}
 
 
 @operation()
@@ -28,3 +34,10 @@ def api_json(host, api: str, path: str, body: dict | None = None, timeout_s: int
         return json.loads(output.stdout) if status else None
     except ValueError:
         return None
+
+
+def switch_link(target: str, link: str, os_name: str) -> Iterator[StringCommand]:
+    """Point `link` at `target` atomically: a new link beside it, renamed over it (rename(2)),
+    so a reader sees the old target or the new one, never no link."""
+    yield command("ln", "-sfn", target, f"{link}.new")
+    yield command("mv", *RENAME_OVER_LINK[os_name], f"{link}.new", link)

@@ -11,7 +11,7 @@ from pathlib import Path
 from gevent import sleep
 from packaging.version import Version
 from pyinfra import host
-from pyinfra.api import FactBase, FunctionCommand, StringCommand, operation
+from pyinfra.api import FactBase, FunctionCommand, operation
 from pyinfra.api.command import PyinfraCommand
 from pyinfra.api.exceptions import FactProcessError
 
@@ -26,12 +26,6 @@ from ..versions import VersionChoice, effective_floor, choose_version
 BASE = "/usr/local/lib/localcode/ollama"
 INSTALL_HELPER = helper_scripts.path("localcode-install-release")
 BIN_LINK = "/usr/local/bin/ollama"
-# Renaming a new link over one that points at a directory must replace the link, not move the
-# new one into that directory: GNU mv -T; BSD mv -h (macOS's mv since file_cmds-353, 2022:
-# https://github.com/apple-oss-distributions/file_cmds/blob/main/mv/mv.1).
-RENAME_OVER_LINK = {"Linux": ("-T",), "Darwin": ("-f", "-h")}
-
-
 @dataclass(frozen=True)
 class Releases:
     """Our unpacked releases, the active one, and what /usr/local/bin/ollama is."""
@@ -90,13 +84,6 @@ def install_release(url_template: str, version: str, files: list[str], dest: str
     yield command(INSTALL_HELPER, sums, dest, *archives)
     if bundle_dir:
         yield command("rm", "-f", *(f"{sources.HOST_CACHE}/{path}" for path in staged))
-
-
-def switch_link(target: str, link: str, os_name: str) -> Iterator[StringCommand]:
-    """Point `link` at `target` atomically: a new link beside it, renamed over it (rename(2)),
-    so a reader sees the old target or the new one, never no link."""
-    yield command("ln", "-sfn", target, f"{link}.new")
-    yield command("mv", *RENAME_OVER_LINK[os_name], f"{link}.new", link)
 
 
 def server_environment(config: HostConfig, decision: Decision) -> dict[str, str]:

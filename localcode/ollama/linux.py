@@ -19,14 +19,14 @@ from pyinfra.operations import systemd
 
 from .. import sources
 from ..facts import MARK, OllamaFact, OllamaState, sections
-from ..ops import failure
+from ..ops import failure, switch_link
 from ..rendering import render
 from ..settings import HostConfig
 from ..shell import as_account, command, sh_quote
 from ..sizing import Decision
 from ..userfiles import ManagedFile, ensure_file
 from .common import (BASE, BIN_LINK, install_release, parse_releases, releases_command, running_version,
-                     server_environment, switch_link, version_choice)
+                     server_environment, version_choice)
 
 MANUAL_LIB = "/usr/local/lib/ollama"  # what install.sh leaves; stale libs crash new binaries
 UNIT = "/etc/systemd/system/ollama.service"

@@ -17,7 +17,7 @@ from pyinfra.operations import brew
 
 from .. import sources
 from ..facts import MARK, OllamaState, sections
-from ..ops import failure
+from ..ops import failure, switch_link
 from ..rendering import render
 from ..settings import HostConfig
 from ..shell import as_account, command, sh_quote
@@ -25,7 +25,7 @@ from ..sizing import Decision
 from ..userfiles import MISSING, editable, observe, write_text
 from ..versions import effective_floor, choose_version
 from .common import (BASE, BIN_LINK, Releases, ReleasesFact, install_release, parse_releases, releases_command,
-                     running_version, server_environment, switch_link)
+                     running_version, server_environment)
 
 LABEL = "com.localcode.ollama"
 BREW_PATHS = ("/opt/homebrew/bin/brew", "/usr/local/bin/brew")
