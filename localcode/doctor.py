@@ -21,7 +21,7 @@ from pyinfra.api.exceptions import FactProcessError
 
 from .facts import MARK, OllamaFact, OllamaState, ShownModel, Unreadable, parse_ollama, sections
 from .ollama.common import server_environment
-from .ollama.macos import LABEL
+from .ollama.macos import LABEL, agent_owner, launch_agent
 from .plan import HostPlan
 from .settings import HostConfig
 from .sizing import Decision
@@ -72,11 +72,6 @@ def smoke_body(model: str) -> str:
     return json.dumps({"model": model, "max_tokens": 256, "stream": True, "tools": [SMOKE_TOOL],
                        "messages": [{"role": "user", "content": "What is the weather in Paris? "
                                      "Use the get_weather tool."}]})
-
-
-def launch_agent(owner: str) -> str:
-    """Where the macOS deploy writes the LaunchAgent: in the first developer's home."""
-    return f"/Users/{owner}/Library/LaunchAgents/{LABEL}.plist"
 
 
 @dataclass(frozen=True)
@@ -515,7 +510,7 @@ def doctor_arguments(config: HostConfig, plan: HostPlan, deep: bool) -> dict:
     accounts = facts.accounts if facts else {}
     paths = candidate_paths(config, accounts)
     os_name = facts.os if facts else "Linux"
-    owner = config.developer_users[0] if config.developer_users else None
+    owner = agent_owner(config)
     owner_account = accounts.get(owner) if owner else None
     agent = launch_agent(owner) if os_name == "Darwin" and owner and owner_account else None
     if agent:

@@ -33,6 +33,16 @@ TARBALL = "ollama-darwin.tgz"
 SUFFIX = "-darwin"   # of our release directories
 
 
+def agent_owner(config: HostConfig) -> str | None:
+    """Whose GUI session runs the server: the first developer (None: nobody to run it)."""
+    return config.developer_users[0] if config.developer_users else None
+
+
+def launch_agent(owner: str) -> str:
+    """The LaunchAgent's path, in its owner's home."""
+    return f"/Users/{owner}/Library/LaunchAgents/{LABEL}.plist"
+
+
 @dataclass(frozen=True)
 class MacOllama:
     brew: str | None
@@ -116,7 +126,7 @@ def install_macos(config: HostConfig, decision: Decision, state: OllamaState, lo
         failure(name="Ollama LaunchAgent owner", message="macOS: developer_users is empty: the LaunchAgent "
                 "runs in a developer's session; set developer_users for this host")
         return
-    owner = config.developer_users[0]
+    owner = agent_owner(config)
     mac = host.get_fact(MacOllamaFact, owner=owner)
     if mac.owner_uid is None:
         failure(name="Ollama LaunchAgent owner", message=f"macOS: developer user {owner} does not exist")
@@ -163,7 +173,7 @@ def install_macos(config: HostConfig, decision: Decision, state: OllamaState, lo
         expected = choice.version
     # The LaunchAgent lives in the developer's home: read and written as the developer.
     home = f"/Users/{owner}"
-    agent = f"{home}/Library/LaunchAgents/{LABEL}.plist"
+    agent = launch_agent(owner)
     before = observe([], {owner: [agent]}, "Darwin", login).get(agent, MISSING)
     refusal = editable(before, mac.owner_uid, (home,))
     if refusal:
