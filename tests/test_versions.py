@@ -2,7 +2,7 @@
 
 import pytest
 
-from localcode.versions import effective_floor, known_issue_warnings, plan_install
+from localcode.versions import effective_floor, known_issue_warnings, choose_version
 
 
 def test_floor_is_raised_by_the_model():
@@ -21,20 +21,20 @@ def test_floor_is_raised_by_the_model():
     ("0.33.0", True, True, "upgrade", "0.30.0"),
     ("0.33.0", False, True, "keep", "0.33.0"),
 ])
-def test_plan_install(installed, upgrade, downgrade, action, version):
-    plan = plan_install(installed, "0.30.0", "0.14.3", upgrade, downgrade)
-    assert (plan.action, plan.version) == (action, version), plan.reason
+def test_choose_version(installed, upgrade, downgrade, action, version):
+    choice = choose_version(installed, "0.30.0", "0.14.3", upgrade, downgrade)
+    assert (choice.action, choice.version) == (action, version), choice.reason
 
 
 def test_keep_says_why():
-    plan = plan_install("0.14.3", "0.30.0", "0.14.3", upgrade=False)
+    choice = choose_version("0.14.3", "0.30.0", "0.14.3", upgrade=False)
     assert "meets the floor 0.14.3" in plan.reason and "ollama_upgrade is off" in plan.reason
-    assert "not downgrading" in plan_install("0.33.0", "0.30.0", "0.14.3", upgrade=True).reason
+    assert "not downgrading" in choose_version("0.33.0", "0.30.0", "0.14.3", upgrade=True).reason
 
 
 def test_target_below_floor_is_an_error():
     with pytest.raises(ValueError, match="below the effective floor 0.20.0"):
-        plan_install(None, "0.19.0", "0.20.0", upgrade=False)
+        choose_version(None, "0.19.0", "0.20.0", upgrade=False)
 
 
 def test_known_issue_warnings():
