@@ -28,7 +28,7 @@ def test_choose_version(installed, upgrade, downgrade, action, version):
 
 def test_keep_says_why():
     choice = choose_version("0.14.3", "0.30.0", "0.14.3", upgrade=False)
-    assert "meets the floor 0.14.3" in plan.reason and "ollama_upgrade is off" in plan.reason
+    assert "meets the floor 0.14.3" in choice.reason and "ollama_upgrade is off" in choice.reason
     assert "not downgrading" in choose_version("0.33.0", "0.30.0", "0.14.3", upgrade=True).reason
 
 
