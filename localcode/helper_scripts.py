@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .userfiles import HELPER_DIR, ManagedFile, ensure_file
+from .userfiles import HELPER_DIR, ManagedFile, ensure_files
 
 SCRIPTS = Path(__file__).with_name("scripts")
 
@@ -24,6 +24,5 @@ def managed_files() -> list[ManagedFile]:
 
 
 def install(observed: dict) -> None:
-    for file in managed_files():
-        ensure_file(name=f"localcode helper {file.path.rsplit('/', 1)[1]}", path=file.path, content=file.content,
-                    mode=file.mode, observed=observed.get(file.path))
+    """All of them as one operation: the operator reads one line, not one per script."""
+    ensure_files(name="localcode helper scripts", files=managed_files(), observed=observed)

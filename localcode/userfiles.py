@@ -243,17 +243,40 @@ class ManagedFile:
     mode: str
 
 
+def up_to_date(file: ManagedFile, observed: FileState | None) -> bool:
+    """The file already has this content, root's ownership and this mode (as observed when the
+    deploy started)."""
+    return observed is not None and (observed.sha256, observed.uid, observed.gid, observed.mode) == (
+        hashlib.sha256(file.content).hexdigest(), 0, 0, file.mode.lstrip("0"))
+
+
+def _replace(file: ManagedFile):
+    """Commands that write a root-owned file atomically (root's own tree: a fixed temporary name
+    beside it is safe)."""
+    yield command("mkdir", "-p", file.path.rsplit("/", 1)[0])
+    yield FileUploadCommand(io.BytesIO(file.content), f"{file.path}.localcode-new")
+    yield command("chown", "0:0", f"{file.path}.localcode-new")
+    yield command("chmod", file.mode, f"{file.path}.localcode-new")
+    yield command("mv", "-f", f"{file.path}.localcode-new", file.path)
+
+
 @operation()
 def ensure_file(path: str, content: bytes, mode: str, observed: FileState | None):
-    """Write a root-owned file we own entirely, atomically, unless it already has this content,
-    owner and mode (as observed when the deploy started)."""
-    digest = hashlib.sha256(content).hexdigest()
-    if observed is not None and (observed.sha256, observed.uid, observed.gid, observed.mode) == (
-            digest, 0, 0, mode.lstrip("0")):
+    """Write a root-owned file we own entirely, atomically, unless it is up to date."""
+    file = ManagedFile(path, content, mode)
+    if up_to_date(file, observed):
         host.noop(f"{path} is up to date")
         return
-    yield command("mkdir", "-p", path.rsplit("/", 1)[0])
-    yield FileUploadCommand(io.BytesIO(content), f"{path}.localcode-new")
-    yield command("chown", "0:0", f"{path}.localcode-new")
-    yield command("chmod", mode, f"{path}.localcode-new")
-    yield command("mv", "-f", f"{path}.localcode-new", path)
+    yield from _replace(file)
+
+
+@operation()
+def ensure_files(files: list[ManagedFile], observed: dict[str, FileState]):
+    """Several root-owned files as one operation (our helper scripts): only the stale ones are
+    written."""
+    stale = [f for f in files if not up_to_date(f, observed.get(f.path))]
+    if not stale:
+        host.noop(f"all {len(files)} files are up to date")
+        return
+    for file in stale:
+        yield from _replace(file)
