@@ -9,10 +9,8 @@ Reads as a table of contents; each step is a module of localcode/.
 
 from pyinfra import host, inventory
 
-from localcode import (claude, helper_scripts, models, ollama, onboarding, ops, plan, pyinfra_compat,
-                       settings, userfiles, wiring)
-
-pyinfra_compat.install()  # a host that vanishes mid-run fails alone
+from localcode import (claude, helper_scripts, models, ollama, onboarding, ops, plan, settings, userfiles,
+                       wiring)
 
 # 1. Validate every host's data before anything is touched (a bad value stops the run).
 config = settings.host_config(host, inventory)

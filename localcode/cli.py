@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
     defaults = HostConfig()
     parser = argparse.ArgumentParser(prog="localcode", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="also show the SSH library's own errors")
     commands = parser.add_subparsers(dest="command", required=True)
     what = commands.add_parser("plan", help="size models for hosts (an inventory) or a what-if machine")
     what.add_argument("inventory", nargs="?", help="pyinfra inventory file: gather facts from its hosts")
@@ -183,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
                                                 "(group_data/all.py)")
     keys.set_defaults(handler=_defaults)
     args = parser.parse_args(argv)
+    from .pyinfra_compat import quiet_libraries
+
+    quiet_libraries(args.verbose)
     return args.handler(args)
 
 

@@ -7,6 +7,7 @@ names it. Re-check on every pyinfra upgrade."""
 from __future__ import annotations
 
 import functools
+import logging
 
 from paramiko import SSHException
 from pyinfra.connectors.ssh import SSHConnector
@@ -25,7 +26,16 @@ def _lost_host_is_an_ssh_error(method):
 
 
 def install() -> None:
+    quiet_libraries(verbose=logging.getLogger().level <= logging.DEBUG)
     for name in ("run_shell_command", "put_file", "get_file", "rsync"):
         method = getattr(SSHConnector, name)
         if not getattr(method, "__localcode_wrapped__", False):
             setattr(SSHConnector, name, _lost_host_is_an_ssh_error(method))
+
+
+def quiet_libraries(verbose: bool = False) -> None:
+    """An unreachable host is an expected failure: pyinfra and our commands report it in one line
+    per host, so paramiko's own tracebacks (banner errors, EOF) stay out of the operator's way
+    unless they asked for detail (-v, --debug-all)."""
+    if not verbose:
+        logging.getLogger("paramiko").setLevel(logging.CRITICAL)
