@@ -138,11 +138,11 @@ def install(config: HostConfig, facts: HostHardware, owned: dict) -> None:
             return
         template = sources.release_template("claude", config.claude_source, config.claude_url_template,
                                             config.mirror_url)
-        installed = native(name=f"Claude Code {config.claude_version} (verified)", version=config.claude_version,
+        installed = native(name="Claude Code release (verified)", version=config.claude_version,
                            platform_=target, url_template=template, state=state, os_name=facts.os,
                            bundle_dir=config.bundle_dir if config.claude_source == "bundle" else None)
     elif method == "npm":
-        installed = npm(name=f"Claude Code {config.claude_version} (npm)", version=config.claude_version,
+        installed = npm(name="Claude Code (npm)", version=config.claude_version,
                         registry=config.claude_npm_registry, state=state)
     elif facts.os != "Darwin" or not config.developer_users:
         failure(name="Claude Code cask", message="claude_install_method brew needs macOS and a developer user "

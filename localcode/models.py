@@ -206,21 +206,22 @@ def ensure(config: HostConfig, decision: Decision, os_name: str, observed: dict,
         host.noop(f"no model for this host: {decision.reason}")
         return
     api = config.ollama_host
+    host.log(f"models: base {decision.model}, derived {decision.name} (num_ctx {decision.num_ctx})")
     digest = config.model_digests.get(decision.model) or config.catalog().by_tag()[decision.model].digest
     if config.model_source == "internet":
-        pulled = pull(name=f"Base model {decision.model}", api=api, model=decision.model, digest=digest, state=state)
+        pulled = pull(name="Base model", api=api, model=decision.model, digest=digest, state=state)
     else:
         store, owner = store_location(config, os_name)
-        pulled = sync(name=f"Base model {decision.model} ({config.model_source})", store=store,
+        pulled = sync(name="Base model (from the bundle or mirror)", store=store,
                       owner=owner, model=decision.model, pin=digest, state=state, os_name=os_name,
                       bundle_dir=config.bundle_dir if config.model_source == "bundle" else None,
                       mirror_url=config.mirror_url if config.model_source == "mirror" else None)
     parameters = desired_parameters(config, decision)
     path = modelfile_path(decision.name)
     content = render("Modelfile.j2", base=decision.model, parameters=parameters, decision=decision)
-    modelfile = ensure_file(name=f"Modelfile for {decision.name}", path=path, content=content, mode="0644",
+    modelfile = ensure_file(name="Modelfile of the derived model", path=path, content=content, mode="0644",
                             observed=observed.get(path))
-    derived_model(name=f"Derived model {decision.name}", api=api, model=decision.name, modelfile=path,
+    derived_model(name="Derived model", api=api, model=decision.name, modelfile=path,
                   parameters=parameters, shown=state.shown.get(decision.name),
                   recreate=lambda: pulled.did_change() or modelfile.did_change())
     if config.prune_models:

@@ -328,15 +328,17 @@ def wire(config: HostConfig, decision: Decision, facts: HostHardware, observed: 
         try:
             edits = user_edits(config, decision, account, existing)
         except JsonEditError as exc:
-            failure(name=f"Claude Code settings of {name}", message=f"{name}: {exc}")
+            failure(name="Developer settings", message=f"{host.name}: user {name}: {exc}")
             continue
         roots = (account.home, *config.claude_projects.get(name, ()))
         for edit in edits:
             before = existing.get(edit.path, MISSING)
             refusal = editable(before, account.uid, roots)
             if refusal:
-                failure(name=f"{name}: {edit.why}", message=f"{host.name}: user {name}: {edit.path} {refusal}: "
+                failure(name=f"Developers: {edit.why}", message=f"{host.name}: user {name}: {edit.path} {refusal}: "
                                                             f"refusing to edit it; fix or remove it, then re-run")
                 continue
-            write_text(name=f"{name}: {edit.why}", path=edit.path, text=edit.text, before=before, why=edit.why,
+            if before.text != edit.text:
+                host.log(f"{name}: {edit.why} -> {edit.path}")
+            write_text(name=f"Developers: {edit.why}", path=edit.path, text=edit.text, before=before, why=edit.why,
                        run_as=tuple(as_account(facts.os, name)))

@@ -244,10 +244,11 @@ def install_linux(config: HostConfig, decision: Decision, arch: str, rocm: bool,
     if choice.action != "keep":
         template = sources.release_template("ollama", config.ollama_source, config.ollama_url_template,
                                             config.mirror_url)
-        changed.append(release(name=f"Ollama {choice.version} release (verified)", version=choice.version,
+        host.log(f"ollama: installing {choice.version} ({arch}{', ROCm' if rocm else ''})")
+        changed.append(release(name="Ollama release (verified)", version=choice.version,
                                arch=arch, rocm=rocm, url_template=template,
                                bundle_dir=config.bundle_dir if config.ollama_source == "bundle" else None))
-        changed.append(activate(name=f"Activate Ollama {choice.version}", version=choice.version, arch=arch, rocm=rocm))
+        changed.append(activate(name="Activate the Ollama release", version=choice.version, arch=arch, rocm=rocm))
     unit_files = [ensure_file(name=f"Ollama {'unit' if f.path == UNIT else 'server environment'}", path=f.path,
                               content=f.content, mode=f.mode, observed=observed.get(f.path))
                   for f in linux_files(config, decision)]

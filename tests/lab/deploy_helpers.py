@@ -43,3 +43,12 @@ def changed_ops(results: dict) -> list[tuple[str, list[str]]]:
 
 def failed_hosts(results: dict) -> set[str]:
     return {h for op in results["results"]["operations"] for h in op["error"]}
+
+
+def host_specific_names(results: dict, lab: Lab) -> list[str]:
+    """Operation names that mention something only some hosts have (a developer, a model, a
+    version): pyinfra's results table names a row after one host's variant, so a true name is
+    one that holds for every host it counts."""
+    specific = {u.name for h in lab.spec.hosts for u in h.users} | {"gpt-oss", "devstral", "gemma4", "qwen3", "0.30.0"}
+    return [op["name"] for op in results["results"]["operations"]
+            if any(word in op["name"] for word in specific)]

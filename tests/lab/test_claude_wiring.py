@@ -11,7 +11,7 @@ import pytest
 from lab import fleet
 
 from .conftest import Lab, lab_spec_file, q, start_lab
-from .deploy_helpers import changed_ops, deploy, write_inventory
+from .deploy_helpers import changed_ops, deploy, host_specific_names, write_inventory
 
 pytestmark = pytest.mark.lab
 HOSTS = ("laptop", "gpuws", "bigbox")
@@ -134,6 +134,7 @@ def test_second_run_changes_nothing(lab: Lab, tmp_path):
     code, results, err = deploy(lab, write_inventory(tmp_path / "again.py", lab, projects))
     assert code == 0, err
     assert changed_ops(results) == []
+    assert host_specific_names(results, lab) == []
     after = {(h, u.name): lab.ssh(h, f"cat /home/{u.name}/{rc_file(u)} /home/{u.name}/.claude.json").stdout
              for h, u in users(lab)}
     assert after == before

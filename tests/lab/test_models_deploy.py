@@ -69,7 +69,7 @@ def test_models_pulled_derived_idempotent_and_parameter_changes(lab: Lab, tmp_pa
     code, results, err = deploy(lab, write_inventory(tmp_path / "warmer.py", lab, warmer))
     assert code == 0, err
     changed = {name for name, _ in changed_ops(results)}
-    assert all(n.startswith(("Modelfile for", "Derived model")) for n in changed), changed
+    assert all(n in ("Modelfile of the derived model", "Derived model") for n in changed), changed
     for host in ONLINE:
         plan = plans[host]
         params = show(lab, host, plan["name"])["parameters"]
