@@ -45,9 +45,9 @@ def modelfile_path(name: str) -> str:
     return f"{MODELFILES}/{name.replace('/', '_').replace(':', '_')}.Modelfile"
 
 
-def _stream_pull(state, host, api: str, model: str) -> bool:  # noqa: ARG001 (pyinfra passes state)
-    """Run the pull with its progress lines printed live per host ("[host] 40% …")."""
-    status, output = host.run_shell_command(command(PULL_HELPER, api, model), print_output=True)
+def _stream_pull(state, host, api: str, model: str, expected: int) -> bool:  # noqa: ARG001 (pyinfra passes state)
+    """Run the pull with its progress lines printed live per host ("[host] 40% of 15.2 GB")."""
+    status, output = host.run_shell_command(command(PULL_HELPER, api, model, str(expected)), print_output=True)
     if not status:
         for line in output.stderr_lines:
             host.log(line)
@@ -55,7 +55,7 @@ def _stream_pull(state, host, api: str, model: str) -> bool:  # noqa: ARG001 (py
 
 
 @operation()
-def pull(api: str, model: str, digest: str | None, state: OllamaState):
+def pull(api: str, model: str, digest: str | None, state: OllamaState, expected_bytes: int = 0):
     """Pull the base model unless it is there (with the pinned digest, when one is set), as
     observed when the deploy started."""
     present = {m.name: m.digest for m in state.models}
@@ -64,7 +64,7 @@ def pull(api: str, model: str, digest: str | None, state: OllamaState):
     if have and (pin is None or have == pin):
         host.noop(f"{model} is present (digest {have[:12]})" + (" as pinned" if pin else ""))
         return
-    yield FunctionCommand(_stream_pull, (api, model), {})
+    yield FunctionCommand(_stream_pull, (api, model, expected_bytes), {})
     if pin:
         yield FunctionCommand(_check_digest, (api, model, pin), {})
 
@@ -207,9 +207,11 @@ def ensure(config: HostConfig, decision: Decision, os_name: str, observed: dict,
         return
     api = config.ollama_host
     host.log(f"models: base {decision.model}, derived {decision.name} (num_ctx {decision.num_ctx})")
-    digest = config.model_digests.get(decision.model) or config.catalog().by_tag()[decision.model].digest
+    entry = config.catalog().by_tag()[decision.model]
+    digest = config.model_digests.get(decision.model) or entry.digest
     if config.model_source == "internet":
-        pulled = pull(name="Base model", api=api, model=decision.model, digest=digest, state=state)
+        pulled = pull(name="Base model", api=api, model=decision.model, digest=digest, state=state,
+                      expected_bytes=entry.download_bytes)
     else:
         store, owner = store_location(config, os_name)
         pulled = sync(name="Base model (from the bundle or mirror)", store=store,
