@@ -15,7 +15,7 @@ from pyinfra.api import FactBase, operation
 from pyinfra.operations import brew
 
 from .facts import MARK, HostHardware, sections
-from . import helper_scripts, sources
+from . import helper_scripts, sources, summary
 from .ollama.macos import brew_environment
 from .ops import failure, switch_link
 from .settings import HostConfig
@@ -157,6 +157,8 @@ def install(config: HostConfig, facts: HostHardware, owned: dict) -> None:
         installed = brew.casks(name="Claude Code (Homebrew cask)", casks=["claude-code"], latest=True,
                                _env=brew_environment(brew_bin), _sudo=True, _sudo_user=config.developer_users[0],
                                _use_sudo_login=True)
+    if installed is not None:
+        summary.change(host, f"Claude Code {state.version or 'none'} -> {config.claude_version}", installed)
     reports_version(name="claude --version reports the pinned version", version=config.claude_version,
                     _if=lambda: (installed is not None and installed.did_change())
                     or state.version != config.claude_version)

@@ -11,10 +11,10 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import FactBase, FunctionCommand, operation
 
-from . import helper_scripts, sources
+from . import helper_scripts, sources, summary
 from .bundle_index import load_index, manifest_path
 from .facts import OllamaState, ShownModel, parse_parameters
-from .ops import api_json, failure
+from .ops import api_json, failure, streamed
 from .settings import HostConfig
 from .shell import command, sh_quote
 from .sizing import Decision
@@ -45,15 +45,6 @@ def modelfile_path(name: str) -> str:
     return f"{MODELFILES}/{name.replace('/', '_').replace(':', '_')}.Modelfile"
 
 
-def _stream_pull(state, host, api: str, model: str, expected: int) -> bool:  # noqa: ARG001 (pyinfra passes state)
-    """Run the pull with its progress lines printed live per host ("[host] 40% of 15.2 GB")."""
-    status, output = host.run_shell_command(command(PULL_HELPER, api, model, str(expected)), print_output=True)
-    if not status:
-        for line in output.stderr_lines:
-            host.log(line)
-    return status
-
-
 @operation()
 def pull(api: str, model: str, digest: str | None, state: OllamaState, expected_bytes: int = 0):
     """Pull the base model unless it is there (with the pinned digest, when one is set), as
@@ -64,7 +55,7 @@ def pull(api: str, model: str, digest: str | None, state: OllamaState, expected_
     if have and (pin is None or have == pin):
         host.noop(f"{model} is present (digest {have[:12]})" + (" as pinned" if pin else ""))
         return
-    yield FunctionCommand(_stream_pull, (api, model, expected_bytes), {})
+    yield streamed(PULL_HELPER, api, model, str(expected_bytes))
     if pin:
         yield FunctionCommand(_check_digest, (api, model, pin), {})
 
@@ -129,10 +120,10 @@ def sync(store: str, owner: str, model: str, bundle_dir: str | None, mirror_url:
         missing = [b.path for b in entry.blobs if Path(b.path).name not in have]
         yield command(SYNC_HELPER, "stage", staging)
         yield from sources.push(bundle_dir, [entry.manifest, *missing], dest=staging, os_name=os_name)
-        yield command(SYNC_HELPER, "install", staging, store, owner, entry.manifest, entry.digest)
+        yield streamed(SYNC_HELPER, "install", staging, store, owner, entry.manifest, entry.digest)
     else:
-        yield command(SYNC_HELPER, "install", staging, store, owner, manifest_path(model),
-                      f"sha256:{want}" if want else "-", mirror_url)
+        yield streamed(SYNC_HELPER, "install", staging, store, owner, manifest_path(model),
+                       f"sha256:{want}" if want else "-", mirror_url)
 
 
 @operation()
@@ -218,14 +209,16 @@ def ensure(config: HostConfig, decision: Decision, os_name: str, observed: dict,
                       owner=owner, model=decision.model, pin=digest, state=state, os_name=os_name,
                       bundle_dir=config.bundle_dir if config.model_source == "bundle" else None,
                       mirror_url=config.mirror_url if config.model_source == "mirror" else None)
+    summary.change(host, f"{'pulled' if config.model_source == 'internet' else 'synced'} {decision.model}", pulled)
     parameters = desired_parameters(config, decision)
     path = modelfile_path(decision.name)
     content = render("Modelfile.j2", base=decision.model, parameters=parameters, decision=decision)
     modelfile = ensure_file(name="Modelfile of the derived model", path=path, content=content, mode="0644",
                             observed=observed.get(path))
-    derived_model(name="Derived model", api=api, model=decision.name, modelfile=path,
-                  parameters=parameters, shown=state.shown.get(decision.name),
-                  recreate=lambda: pulled.did_change() or modelfile.did_change())
+    derived = derived_model(name="Derived model", api=api, model=decision.name, modelfile=path,
+                            parameters=parameters, shown=state.shown.get(decision.name),
+                            recreate=lambda: pulled.did_change() or modelfile.did_change())
+    summary.change(host, f"created {decision.name} (num_ctx {decision.num_ctx})", derived)
     if config.prune_models:
         prune(name="Prune undeclared models", api=api, state=state,
               keep=tuple(sorted({decision.model, decision.name, *config.keep_models})))

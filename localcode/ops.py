@@ -41,3 +41,18 @@ def switch_link(target: str, link: str, os_name: str) -> Iterator[StringCommand]
     so a reader sees the old target or the new one, never no link."""
     yield command("ln", "-sfn", target, f"{link}.new")
     yield command("mv", *RENAME_OVER_LINK[os_name], f"{link}.new", link)
+
+
+class StreamedCommand(StringCommand):
+    """A command whose few lines (a start line, bounded progress, an end line) the operator sees
+    live, prefixed with the host, under the operation's own privileges (sudo included)."""
+
+    def execute(self, state, host, connector_arguments):
+        connector_arguments.update(self.connector_arguments)
+        return host.run_shell_command(self, print_output=True, print_input=state.print_input, **connector_arguments)
+
+
+def streamed(program: str, *args: str) -> StreamedCommand:
+    """Like shell.command(), printed live (see StreamedCommand)."""
+    plain = command(program, *args)
+    return StreamedCommand(*plain.bits)

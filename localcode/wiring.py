@@ -20,7 +20,7 @@ from .settings import ConfigError, HostConfig
 from .shell import as_account
 from .sizing import Decision
 from .rendering import render
-from . import textedit
+from . import summary, textedit
 from .textedit import MARKDOWN, JsonEditError, apply_block
 from .userfiles import MISSING, DirectoriesFact, FileState, editable, observe, write_text
 
@@ -340,5 +340,6 @@ def wire(config: HostConfig, decision: Decision, facts: HostHardware, observed: 
                 continue
             if before.text != edit.text:
                 host.log(f"{name}: {edit.why} -> {edit.path}")
-            write_text(name=f"Developers: {edit.why}", path=edit.path, text=edit.text, before=before, why=edit.why,
-                       run_as=tuple(as_account(facts.os, name)))
+            written = write_text(name=f"Developers: {edit.why}", path=edit.path, text=edit.text, before=before,
+                                 why=edit.why, run_as=tuple(as_account(facts.os, name)))
+            summary.change(host, f"wired {name}", written)

@@ -17,7 +17,7 @@ from pyinfra.api import FactBase, operation
 from pyinfra.api.exceptions import FactProcessError
 from pyinfra.operations import systemd
 
-from .. import sources
+from .. import sources, summary
 from ..facts import MARK, OllamaFact, OllamaState, sections
 from ..ops import failure, switch_link
 from ..rendering import render
@@ -249,6 +249,7 @@ def install_linux(config: HostConfig, decision: Decision, arch: str, rocm: bool,
                                arch=arch, rocm=rocm, url_template=template,
                                bundle_dir=config.bundle_dir if config.ollama_source == "bundle" else None))
         changed.append(activate(name="Activate the Ollama release", version=choice.version, arch=arch, rocm=rocm))
+        summary.change(host, f"Ollama {state.binary_version or 'none'} -> {choice.version}", changed[-1])
     unit_files = [ensure_file(name=f"Ollama {'unit' if f.path == UNIT else 'server environment'}", path=f.path,
                               content=f.content, mode=f.mode, observed=observed.get(f.path))
                   for f in linux_files(config, decision)]

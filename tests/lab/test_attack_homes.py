@@ -61,8 +61,10 @@ def victims(lab: Lab) -> str:
 
 
 def run(lab: Lab, tmp_path: Path) -> tuple[int, str]:
-    code, _, err = deploy(lab, inventory(lab, tmp_path))
-    return code, err
+    """The deploy's exit code and output, ending with the host's entry in the run's summary."""
+    code, results, err = deploy(lab, inventory(lab, tmp_path))
+    got = (results or {}).get("localcode") or [{}]
+    return code, f"{err}\nsummary: {got[0].get('result')}: {got[0].get('reason', '')}"
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +111,8 @@ def test_attack_is_blocked(lab: Lab, baseline: str, tmp_path, attack, user, plan
         if named is not None:
             assert code != 0, f"{attack}: the deploy did not refuse\n{err[-3000:]}"
             assert HOST in err and f"user {user}" in err and named in err, err[-3000:]
+            summary_line = err.rsplit("\nsummary: ", 1)[1]
+            assert summary_line.startswith("failed: ") and named in summary_line, summary_line
         else:
             assert code == 0, err[-3000:]
     finally:

@@ -70,8 +70,13 @@ def test_wiring_per_developer_user(lab: Lab, tmp_path):
     projects = {h.name: {"claude_projects": {u.name: [f"/home/{u.name}/project"] for u in h.users}}
                 for h in lab.spec.hosts}
     inventory = write_inventory(tmp_path / "wire.py", lab, projects)
-    code, _, err = deploy(lab, inventory)
+    code, results, err = deploy(lab, inventory)
     assert code == 0, err
+    # What each host got, in the run's --json output: every developer wired, every host ok.
+    got = {h["host"]: h for h in results["localcode"]}
+    assert set(got) == set(HOSTS) and all(h["result"] == "ok" for h in got.values()), got
+    for host, user in users(lab):
+        assert any(c.startswith(f"wired {user.name}") for c in got[host]["changes"]), got[host]
 
     for host, user in users(lab):
         model = derived(lab, host)
@@ -135,6 +140,7 @@ def test_second_run_changes_nothing(lab: Lab, tmp_path):
     assert code == 0, err
     assert changed_ops(results) == []
     assert host_specific_names(results, lab) == []
+    assert all(h["result"] == "ok" and h["changes"] == [] for h in results["localcode"]), results["localcode"]
     after = {(h, u.name): lab.ssh(h, f"cat /home/{u.name}/{rc_file(u)} /home/{u.name}/.claude.json").stdout
              for h, u in users(lab)}
     assert after == before

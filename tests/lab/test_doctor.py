@@ -24,6 +24,11 @@ def lab(tmp_path_factory) -> Lab:
     assert run(str(REPO / ".venv/bin/python"), "-m", "lab", "bundle", "--spec", str(path)).returncode == 0
     deployed = run(str(REPO / ".venv/bin/pyinfra"), "-y", "inventory/lab.py", "deploy.py")
     assert deployed.returncode == 0, deployed.stderr
+    # After pyinfra's results, a line per host with what it got.
+    report = deployed.stderr.split("--> What each host got:", 1)[1]
+    for host in ("laptop", "airgap"):
+        line = next(l for l in report.splitlines() if l.strip().startswith(host))
+        assert " ok " in line and "Ollama" in line and "wired" in line, report
     yield lab
     fleet.down(lab.spec.name)
 
