@@ -24,8 +24,15 @@ min_context = 65536
 kv_cache_types = ["f16", "q8_0"]
 gpu_reserve_mib = 457  # per GPU, kept free by Ollama (CUDA/ROCm)
 metal_reserve_mib = 512  # kept free on Apple Silicon
+# Apple Silicon only: the GPU memory limit (sysctl iogpu.wired_limit_mb) the deploy sets and keeps
+# across reboots, and the sizing counts on. None leaves macOS's default (about 2/3 of RAM up to 36
+# GiB, 3/4 above); "auto" = RAM minus os_reserve_gib (at most RAM minus 2 GiB, never below the
+# default); or a size in GiB, at most RAM minus 2 GiB. Removing it restores the default.
+apple_gpu_memory = None
 compute_buffer_mib = 2048  # llama.cpp compute graph; >= 0.30 uses batch 2048 above 32K
-os_reserve_gib = 4.0  # RAM left to the OS and the developer's tools on CPU hosts
+# RAM left to the OS and the developer's tools on CPU hosts (and on Macs by apple_gpu_memory
+# "auto")
+os_reserve_gib = 4.0
 num_parallel = 1  # OLLAMA_NUM_PARALLEL: KV memory is multiplied by it
 allow_cpu = True  # size CPU-only hosts (slow) instead of leaving them without a model
 slow_max_active_params_b = 5.0  # on CPU / split hosts only MoE or small models (speed)

@@ -39,16 +39,26 @@ def _plan(args: argparse.Namespace) -> int:
     hw = Hardware(int(args.ram_gib * GiB), () if args.apple else gpus, args.apple,
                   args.wired_limit_mb * 1024**2 if args.wired_limit_mb else None)
     overrides = {k: v for k, v in (("model", args.model), ("num_ctx", args.num_ctx),
-                                   ("kv_cache_type", args.kv_cache_type)) if v is not None}
+                                   ("kv_cache_type", args.kv_cache_type),
+                                   ("apple_gpu_memory", args.apple_gpu_memory)) if v is not None}
     try:
         config = validate_host_data("what-if", overrides)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    decision = plan.size(config, hw)
-    result = plan.HostPlan("what-if", plan.describe(hw), decision, decision.warnings)
+    result = plan.plan_hardware("what-if", config, hw)
     print(json.dumps(result.as_dict(), indent=2) if args.json else plan.table([result]))
-    return 0
+    return 1 if result.error else 0
+
+
+def _gpu_memory(value: str) -> str | float:
+    """--apple-gpu-memory: "auto" or GiB; the key's own checks follow in validation."""
+    if value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected "auto" or a size in GiB') from None
 
 
 def _bundle(args: argparse.Namespace) -> int:
@@ -139,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     what.add_argument("inventory", nargs="?", help="pyinfra inventory file: gather facts from its hosts")
     what.add_argument("--ram-gib", type=float, help="what-if: system RAM (unified memory on Apple)")
     what.add_argument("--apple", action="store_true", help="what-if: Apple Silicon")
-    what.add_argument("--wired-limit-mb", type=int, help="what-if: sysctl iogpu.wired_limit_mb")
+    what.add_argument("--wired-limit-mb", type=int, help="what-if: sysctl iogpu.wired_limit_mb as the Mac has it now")
+    what.add_argument("--apple-gpu-memory", type=_gpu_memory, metavar="auto|GIB",
+                      help="what-if: the apple_gpu_memory key (the GPU memory limit the deploy would set)")
     what.add_argument("--nvidia-gib", type=float, action="append", default=[], help="what-if: an NVIDIA GPU (repeat)")
     what.add_argument("--amd-gib", type=float, action="append", default=[], help="what-if: an AMD GPU (repeat)")
     what.add_argument("--cpu-only", action="store_true", help="what-if: no GPU")

@@ -19,12 +19,13 @@ from packaging.version import Version
 from pyinfra.api import FactBase
 from pyinfra.api.exceptions import FactProcessError
 
+from .apple import GpuLimit
 from .facts import MARK, OllamaFact, OllamaState, ShownModel, Unreadable, parse_ollama, sections
 from .ollama.common import server_environment
 from .ollama.macos import LABEL, agent_owner, launch_agent
 from .plan import HostPlan
 from .settings import HostConfig
-from .sizing import Decision
+from .sizing import Decision, gib
 from .rendering import render
 from .report import text_table
 from .shell import sh_quote
@@ -442,6 +443,34 @@ def cloud_environment_check(user: str, names: list[str] | tuple[str, ...], overr
     return Check(f"cloud env {user}", PASS, detail)
 
 
+def gpu_memory_check(limit: GpuLimit) -> Check:
+    """Apple Silicon: the GPU memory limit in force (the sizing's budget), and whether it is the
+    one the deploy sets and keeps across reboots. A limit that differs after a reboot means our
+    LaunchDaemon did not apply it."""
+    now = gib(limit.working_set(limit.running_mb))
+    if not limit.running_mb:
+        detail = f"GPU memory limit: system default, {now}"
+    elif limit.daemon:
+        raised = limit.working_set(limit.running_mb) >= limit.working_set(0)
+        detail = f"GPU memory limit {now} ({'raised' if raised else 'lowered'} by localcode)"
+    else:
+        detail = f"GPU memory limit {now} (set outside localcode)"
+    if limit.planned_mb is None:
+        if limit.running_mb:
+            return Check("gpu memory", WARN, f"{detail}: lost at the next reboot, and the sizing counts on it",
+                         "set apple_gpu_memory for this host: the deploy then keeps a limit across reboots")
+        return Check("gpu memory", PASS, detail)
+    planned = gib(limit.working_set(limit.planned_mb))
+    if limit.running_mb != limit.planned_mb:
+        return Check("gpu memory", FAIL, f"{detail}; the deploy sets {planned} and the sizing counts on it",
+                     "redeploy; if a reboot undoes it again, see docs/notes/macos.md (the LaunchDaemon)")
+    if limit.daemon != bool(limit.planned_mb):
+        return Check("gpu memory", WARN, f"{detail}; " + ("not kept across reboots (no LaunchDaemon)"
+                                                          if limit.planned_mb else "our LaunchDaemon is still there"),
+                     "redeploy")
+    return Check("gpu memory", PASS, detail)
+
+
 def server_checks(config: HostConfig, decision: Decision, gathered: Gathered) -> list[Check]:
     """The server's checks; those that need it to answer are left out when it does not (one
     cause, one failure), those that need the derived model skipped when it is missing."""
@@ -472,6 +501,8 @@ def evaluate(host: str, config: HostConfig, plan: HostPlan, gathered: Gathered, 
         return HostReport(host, plan=plan.as_dict(), error=plan.error or "no sizing")
     report = HostReport(host, plan=plan.as_dict())
     report.checks += server_checks(config, decision, gathered)
+    if plan.gpu_limit is not None:
+        report.checks.append(gpu_memory_check(plan.gpu_limit))
     report.checks.append(claude_check(gathered.claude, config.claude_version))
     accounts = plan.facts.accounts if plan.facts else {}
     users = [user for user in config.developer_users if accounts.get(user) is not None]

@@ -17,6 +17,10 @@ from .shell import sh_quote
 from .sizing import GiB, Gpu, Hardware, MiB
 
 MARK = "::localcode::"
+# The LaunchDaemon that keeps Apple Silicon's GPU memory limit across reboots
+# (localcode/apple.py): whether it is there decides what the deploy does when the key is unset.
+IOGPU_LABEL = "com.localcode.iogpu"
+IOGPU_DAEMON = f"/Library/LaunchDaemons/{IOGPU_LABEL}.plist"
 
 
 def sections(lines: list[str]) -> dict[str, list[str]]:
@@ -128,6 +132,7 @@ class HostHardware:
     warnings: tuple[str, ...] = field(default=())
     login: str = ""   # the user the deploy runs as on this host
     accounts: dict = field(default_factory=dict)  # developer user -> Account | None
+    iogpu_daemon: bool = False  # our LaunchDaemon (IOGPU_DAEMON) is installed
 
     @property
     def apple_silicon(self) -> bool:
@@ -149,7 +154,8 @@ class HardwareFact(FactBase):
             f"echo {MARK}uname; uname -s; uname -m",
             f"if [ -r /proc/meminfo ]; then echo {MARK}meminfo; grep '^MemTotal:' /proc/meminfo; fi",
             f"if [ \"$(uname -s)\" = Darwin ]; then echo {MARK}darwin; sysctl -n hw.memsize; "
-            "sysctl -n machdep.cpu.brand_string; sysctl -n iogpu.wired_limit_mb 2>/dev/null || echo 0; fi",
+            "sysctl -n machdep.cpu.brand_string; sysctl -n iogpu.wired_limit_mb 2>/dev/null || echo 0; "
+            f"echo {MARK}iogpu-daemon; if [ -e {IOGPU_DAEMON} ]; then echo present; fi; fi",
             _bounded("nvidia", "nvidia-smi", "--query-gpu=name,memory.total --format=csv,noheader,nounits"),
             _bounded("amd", "rocm-smi", "--showmeminfo vram --json"),
         ])
@@ -182,8 +188,10 @@ def parse_hardware(output: list[str]) -> HostHardware:
     os_name, arch = uname[0].strip(), uname[1].strip()
     warnings: list[str] = []
     chip = wired = None
+    daemon = False
     if os_name == "Darwin":
         ram, chip, wired = _darwin(_text_lines("sysctl", s.get("darwin", [])))
+        daemon = _present("iogpu-daemon", s)
     else:
         meminfo = _text_lines("/proc/meminfo", s.get("meminfo", []))
         match = re.fullmatch(r"MemTotal:\s+([0-9]{1,64}) kB", meminfo[0].strip()) if meminfo else None
@@ -197,7 +205,15 @@ def parse_hardware(output: list[str]) -> HostHardware:
         gpus += _amd(s, warnings)
     login = (s.get("login") or [""])[0].strip()
     return HostHardware(os_name, arch, ram, tuple(gpus), chip, wired, tuple(warnings), login,
-                        parse_accounts(output) if "users" in s else {})
+                        parse_accounts(output) if "users" in s else {}, daemon)
+
+
+def _present(section: str, s: dict[str, list[str]]) -> bool:
+    """A file test's answer: `present`, or nothing."""
+    lines = _text_lines(section, s.get(section, []))
+    if lines not in ([], ["present"]):
+        raise _fail("hardware", f"{section}: expected 'present' or nothing", " ".join(lines))
+    return bool(lines)
 
 
 def _darwin(lines: list[str]) -> tuple[int, str, int | None]:

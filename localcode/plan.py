@@ -4,12 +4,13 @@ JSON for machines. `size_host` is the deploy's step; the rest is pure."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from .apple import GpuLimit, plan_limit
 from .facts import HardwareFact, HostHardware, Unreadable
 from .report import text_table
 from .settings import HostConfig
-from .sizing import GiB, Decision, Hardware, decide, gib
+from .sizing import GiB, MiB, Decision, Hardware, decide, gib
 
 
 @dataclass(frozen=True)
@@ -20,12 +21,15 @@ class HostPlan:
     warnings: tuple[str, ...] = field(default=())
     error: str | None = None
     facts: HostHardware | None = None
+    gpu_limit: GpuLimit | None = None  # Apple Silicon: the GPU memory limit now and after the deploy
 
     def as_dict(self) -> dict[str, object]:
         base: dict[str, object] = {"host": self.host, "hardware": self.hardware}
         if self.decision is not None:
             base.update(self.decision.as_dict())
             base["warnings"] = list(self.warnings)
+        if self.gpu_limit is not None:
+            base["gpu_memory_limit"] = self.gpu_limit.as_dict()
         if self.error is not None:
             base["error"] = self.error
         return base
@@ -51,10 +55,27 @@ def plan_host(name: str, config: HostConfig, facts: HostHardware | Unreadable | 
         return HostPlan(name, "?", None, error="hardware: no output from the hardware command")
     if isinstance(facts, Unreadable):
         return HostPlan(name, "?", None, error=facts.message)
-    hw = facts.hardware()
-    decision = size(config, hw)
-    return HostPlan(name, describe(hw), decision, facts.warnings + decision.warnings + config_warnings(config),
-                    facts=facts)
+    return plan_hardware(name, config, facts.hardware(), facts.iogpu_daemon, facts)
+
+
+def plan_hardware(name: str, config: HostConfig, hw: Hardware, iogpu_daemon: bool = False,
+                  facts: HostHardware | None = None) -> HostPlan:
+    """Size the hardware as the deploy leaves it: on Apple Silicon with the GPU memory limit
+    the deploy sets (apple_gpu_memory), so the plan and the deploy agree. `localcode plan`'s
+    what-if machines come through here too. A limit the host's RAM cannot give fails this host."""
+    warnings = facts.warnings if facts else ()
+    limit = None
+    if hw.apple_silicon:
+        try:
+            limit = plan_limit(config.apple_gpu_memory, hw.ram_bytes, (hw.wired_limit_bytes or 0) // MiB,
+                               iogpu_daemon, config.policy().os_reserve_bytes)
+        except ValueError as exc:
+            return HostPlan(name, describe(hw), None, error=str(exc), facts=facts)
+    elif config.apple_gpu_memory is not None:
+        warnings += (f"apple_gpu_memory = {config.apple_gpu_memory!r} is ignored: not an Apple Silicon Mac",)
+    decision = size(config, hw if limit is None else replace(hw, wired_limit_bytes=limit.wired_limit_bytes))
+    return HostPlan(name, describe(hw), decision, warnings + decision.warnings + config_warnings(config),
+                    facts=facts, gpu_limit=limit)
 
 
 def config_warnings(config: HostConfig) -> tuple[str, ...]:
@@ -80,6 +101,9 @@ def plan_lines(plan: HostPlan) -> list[str]:
     if d is None:
         return [f"sizing failed: {plan.error}"]
     lines = [f"hardware: {plan.hardware} -> {d.tier}"]
+    change = plan.gpu_limit.change() if plan.gpu_limit else None
+    if change:
+        lines.append(change)
     if d.model is None:
         lines.append(f"sizing: no model ({d.reason})")
     else:
@@ -109,6 +133,9 @@ def table(plans: list[HostPlan]) -> str:
     for p in plans:
         if p.error is not None:
             out.append(f"{p.host}: error: {p.error}")
+        change = p.gpu_limit.change() if p.gpu_limit else None
+        if change:
+            out.append(f"{p.host}: {change}")
         if p.decision is not None:
             out.append(f"{p.host}: {p.decision.reason}")
         for w in p.warnings:

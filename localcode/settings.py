@@ -7,6 +7,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import json
+import math
 from pathlib import Path
 import re
 import textwrap
@@ -303,6 +304,22 @@ def check_server_variable(name: str, value: str) -> str:
     return OLLAMA_ENV_FORMATS[name](_check_plain(value))
 
 
+# No Mac has more memory: a larger apple_gpu_memory is a slip (MiB written for GiB, say).
+GPU_MEMORY_MAX_GIB = 1024
+
+
+def check_gpu_memory(value: Any) -> Any:
+    """apple_gpu_memory without the host: None, "auto" or a plausible number of GiB. The bound
+    that needs the host's RAM is checked once its facts are known (localcode/apple.py)."""
+    if value is None or value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not (math.isfinite(value) and 1 <= value <= GPU_MEMORY_MAX_GIB):
+        raise ValueError(f'expected None (macOS\'s default), "auto" (RAM minus os_reserve_gib) or a size in GiB '
+                         f"from 1 to {GPU_MEMORY_MAX_GIB} (at most the host's RAM minus 2 GiB)")
+    return value
+
+
 # A bad item of a collection: (its location inside the key, its value, why).
 ItemProblem = tuple[tuple[str | int, ...], Any, str]
 
@@ -384,10 +401,18 @@ class HostConfig(BaseModel):
         description="KV cache types to consider, in order of preference (quantized ones force flash attention).")
     gpu_reserve_mib: int = Field(457, ge=0, le=65536, description="per GPU, kept free by Ollama (CUDA/ROCm)")
     metal_reserve_mib: int = Field(512, ge=0, le=65536, description="kept free on Apple Silicon")
+    apple_gpu_memory: Literal["auto"] | float | None = Field(
+        None,
+        description='Apple Silicon only: the GPU memory limit (sysctl iogpu.wired_limit_mb) the deploy sets and '
+                    'keeps across reboots, and the sizing counts on. None leaves macOS\'s default (about 2/3 of '
+                    'RAM up to 36 GiB, 3/4 above); "auto" = RAM minus os_reserve_gib (at most RAM minus 2 GiB, '
+                    "never below the default); or a size in GiB, at most RAM minus 2 GiB. Removing it restores "
+                    "the default.")
     compute_buffer_mib: int = Field(
         2048, ge=0, le=65536, description="llama.cpp compute graph; >= 0.30 uses batch 2048 above 32K")
     os_reserve_gib: float = Field(
-        4.0, ge=0, le=1024, description="RAM left to the OS and the developer's tools on CPU hosts")
+        4.0, ge=0, le=1024,
+        description='RAM left to the OS and the developer\'s tools on CPU hosts (and on Macs by apple_gpu_memory "auto")')
     num_parallel: int = Field(1, ge=1, le=64, description="OLLAMA_NUM_PARALLEL: KV memory is multiplied by it")
     allow_cpu: bool = Field(True, description="size CPU-only hosts (slow) instead of leaving them without a model")
     slow_max_active_params_b: float = Field(
@@ -462,6 +487,12 @@ class HostConfig(BaseModel):
         None, description="the bundle directory on the control machine, for the 'bundle' sources")
     mirror_url: Annotated[str, AfterValidator(check_base_url)] | None = Field(
         None, description="the URL serving a bundle directory, for the 'mirror' sources")
+
+    @field_validator("apple_gpu_memory", mode="before")
+    @classmethod
+    def _gpu_memory(cls, value: Any) -> Any:
+        """Checked before pydantic's own parsing, which would take True or "12" for a number."""
+        return check_gpu_memory(value)
 
     @field_validator("developer_users")
     @classmethod

@@ -78,9 +78,12 @@ def plan_deploy(hosts: list[tuple[str, dict]], monkeypatch) -> dict[str, list[Pl
     return planned
 
 
-def darwin_hardware(ram_gib: int = 48, login: str = "ana") -> list[str]:
+def darwin_hardware(ram_gib: int = 48, login: str = "ana", wired_limit_mb: int = 0,
+                    iogpu_daemon: bool = False) -> list[str]:
+    """A Mac's hardware fact: `sysctl iogpu.wired_limit_mb` (0: macOS's default) and whether our
+    LaunchDaemon that keeps it across reboots is installed."""
     return [f"{M}uname", "Darwin", "arm64", f"{M}login", login, f"{M}darwin", str(ram_gib * 1024**3),
-            "Apple M4 Pro", "0"]
+            "Apple M4 Pro", str(wired_limit_mb), f"{M}iogpu-daemon", *(["present"] if iogpu_daemon else [])]
 
 
 def linux_base() -> dict:

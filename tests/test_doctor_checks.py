@@ -6,15 +6,16 @@ from __future__ import annotations
 import base64
 import json
 
+from localcode.apple import GpuLimit
 from localcode.doctor import (FAIL, PASS, SKIP, WARN, DoctorFact, Listener, Service, alias_check,
-                              cloud_environment_check, context_check, deep_check, doctor_arguments, evaluate, html,
-                              loopback_check, memory, models_check, parse_doctor, parse_netstat, parse_ss,
-                              server_check, settings_check, table)
+                              cloud_environment_check, context_check, deep_check, doctor_arguments, evaluate,
+                              gpu_memory_check, html, loopback_check, memory, models_check, parse_doctor,
+                              parse_netstat, parse_ss, server_check, settings_check, table)
 from localcode.facts import MARK, Account, HostHardware, OllamaState, ShownModel, Unreadable
 from localcode.ollama.common import server_environment
 from localcode.plan import plan_host
 from localcode.settings import validate_host_data
-from localcode.sizing import GiB
+from localcode.sizing import GiB, MiB
 from localcode.userfiles import FileState
 from localcode.wiring import UserFile, local_environment
 
@@ -320,3 +321,34 @@ def test_cloud_settings_in_a_login_environment_are_reported_not_fixed():
     assert covered.status == PASS and "ANTHROPIC_MODEL" in covered.detail
     winning = cloud_environment_check("dev", ["ANTHROPIC_BETAS", "ANTHROPIC_MODEL"], ours)
     assert winning.status == WARN and winning.detail.startswith("ANTHROPIC_BETAS in dev's login environment")
+
+
+def test_the_gpu_memory_limit_in_force_on_a_mac():
+    raised = gpu_memory_check(GpuLimit(16 * GiB, 12288, True, 12288))
+    assert (raised.status, raised.detail) == (PASS, "GPU memory limit 12.0 GiB (raised by localcode)")
+    default = gpu_memory_check(GpuLimit(16 * GiB, 0, False, None))
+    assert (default.status, default.detail) == (PASS, "GPU memory limit: system default, 10.7 GiB")
+    # A reboot that undid the limit: the model was sized for more than the Mac now gives.
+    undone = gpu_memory_check(GpuLimit(16 * GiB, 0, True, 12288))
+    assert undone.status == FAIL and undone.detail == ("GPU memory limit: system default, 10.7 GiB; the deploy "
+                                                       "sets 12.0 GiB and the sizing counts on it")
+    assert "redeploy" in undone.remedy and "docs/notes/macos.md" in undone.remedy
+    by_hand = gpu_memory_check(GpuLimit(16 * GiB, 13000, False, None))
+    assert by_hand.status == WARN and by_hand.detail.startswith("GPU memory limit 12.7 GiB (set outside localcode): "
+                                                                "lost at the next reboot")
+    unpersisted = gpu_memory_check(GpuLimit(16 * GiB, 12288, False, 12288))
+    assert unpersisted.status == WARN and "not kept across reboots" in unpersisted.detail
+    leftover = gpu_memory_check(GpuLimit(16 * GiB, 0, True, 0))
+    assert leftover.status == WARN and "our LaunchDaemon is still there" in leftover.detail
+
+
+def test_a_mac_reports_its_gpu_memory_limit_and_other_hosts_none():
+    ana = Account("ana", 501, 20, "/Users/ana", "/bin/zsh")
+    config = validate_host_data("mac", {"developer_users": ["ana"], "apple_gpu_memory": "auto"})
+    facts = HostHardware("Darwin", "arm64", 16 * GiB, wired_limit_bytes=12288 * MiB, login="root",
+                         accounts={"ana": ana}, iogpu_daemon=True)
+    report = evaluate("mac", config, plan_host("mac", config, facts), parse_doctor([]), deep=False)
+    check = next(c for c in report.checks if c.name == "gpu memory")
+    assert (check.status, check.detail) == (PASS, "GPU memory limit 12.0 GiB (raised by localcode)")
+    assert "gpu" in table([report]).splitlines()[0].split()
+    assert not [c for c in run(healthy()).checks if c.name == "gpu memory"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pyinfra import host
 
-from ..facts import OllamaState
+from ..facts import IOGPU_DAEMON, OllamaState
 from ..ops import failure
 from ..plan import HostPlan
 from ..settings import HostConfig
@@ -17,7 +17,7 @@ __all__ = ["OllamaHostFact", "install", "managed_paths"]
 
 
 def managed_paths(os_name: str) -> list[str]:
-    return [UNIT, DROPIN] if os_name == "Linux" else []
+    return {"Linux": [UNIT, DROPIN], "Darwin": [IOGPU_DAEMON]}.get(os_name, [])
 
 
 def install(config: HostConfig, host_plan: HostPlan, observed: dict) -> OllamaState:
@@ -35,7 +35,7 @@ def install(config: HostConfig, host_plan: HostPlan, observed: dict) -> OllamaSt
         rocm = any(g.vendor == "amd" for g in facts.gpus)
         install_linux(config, host_plan.decision, ARCHES[facts.arch], rocm, observed, state, layout)
     elif facts.os == "Darwin":
-        install_macos(config, host_plan.decision, state, facts.login)
+        install_macos(config, host_plan, state, observed)
     else:
         failure(name="Unsupported host", message=f"unsupported OS {facts.os}")
     return state

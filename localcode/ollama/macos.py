@@ -15,14 +15,14 @@ from pyinfra import host
 from pyinfra.api import FactBase, operation
 from pyinfra.operations import brew
 
-from .. import sources
+from .. import apple, sources
 from ..facts import MARK, OllamaState, sections
 from ..ops import failure, switch_link
+from ..plan import HostPlan
 from ..rendering import render
 from ..settings import HostConfig
 from ..shell import as_account, command, sh_quote
-from ..sizing import Decision
-from ..userfiles import MISSING, editable, observe, write_text
+from ..userfiles import MISSING, FileState, editable, observe, write_text
 from ..versions import effective_floor, choose_version
 from .common import (BASE, BIN_LINK, Releases, ReleasesFact, install_release, parse_releases, releases_command,
                      running_version, server_environment)
@@ -121,7 +121,9 @@ def agent_loaded(plist: str, owner: str):
     yield command("launchctl", "bootstrap", f"gui/{mac.owner_uid}", plist)
 
 
-def install_macos(config: HostConfig, decision: Decision, state: OllamaState, login: str) -> None:
+def install_macos(config: HostConfig, host_plan: HostPlan, state: OllamaState, observed: dict[str, FileState]) -> None:
+    """`observed`: our root-owned files as the deploy found them (the GPU memory limit's LaunchDaemon)."""
+    decision, login = host_plan.decision, host_plan.facts.login
     if not config.developer_users:
         failure(name="Ollama LaunchAgent owner", message="macOS: developer_users is empty: the LaunchAgent "
                 "runs in a developer's session; set developer_users for this host")
@@ -153,7 +155,7 @@ def install_macos(config: HostConfig, decision: Decision, state: OllamaState, lo
         host.log(f"ollama: Homebrew formula ({choice.reason}; the version is Homebrew's current formula)")
         if choice.action != "keep":
             binary_changed.append(brew.packages(
-                name=f"brew {'install' if installed is None else 'upgrade'} ollama", packages=["ollama"],
+                name="Ollama formula (Homebrew)", packages=["ollama"],
                 latest=installed is not None, _env=brew_environment(mac.brew), _sudo=True,
                 _sudo_user=mac.brew_owner or owner, _use_sudo_login=True))
         binary = f"{brew_prefix(mac.brew)}/opt/ollama/bin/ollama"
@@ -163,14 +165,17 @@ def install_macos(config: HostConfig, decision: Decision, state: OllamaState, lo
         if choice.action != "keep":
             template = sources.release_template("ollama", config.ollama_source, config.ollama_url_template,
                                                 config.mirror_url)
-            binary_changed.append(release(name=f"Ollama {choice.version} CLI tarball (verified)",
+            binary_changed.append(release(name="Ollama CLI tarball (verified)",
                                           version=choice.version, url_template=template,
                                           bundle_dir=config.bundle_dir if config.ollama_source == "bundle" else None,
                                           _sudo=True))
-            binary_changed.append(activate(name=f"Activate Ollama {choice.version}", version=choice.version,
+            binary_changed.append(activate(name="Activate the Ollama release", version=choice.version,
                                            _sudo=True))
         binary = BIN_LINK
         expected = choice.version
+    # Apple Silicon's GPU memory limit, set before the server (re)starts: Ollama reads it once.
+    limit = apple.apply(host_plan.gpu_limit, observed)
+    restart_for = binary_changed + ([limit] if limit else [])
     # The LaunchAgent lives in the developer's home: read and written as the developer.
     home = f"/Users/{owner}"
     agent = launch_agent(owner)
@@ -183,8 +188,9 @@ def install_macos(config: HostConfig, decision: Decision, state: OllamaState, lo
                      environment=server_environment(config, decision), log=f"{home}/Library/Logs/localcode-ollama.log")
     plist = write_text(name="Ollama LaunchAgent", path=agent, text=content.decode(), before=before,
                        why="the Ollama LaunchAgent", run_as=tuple(as_account("Darwin", owner)), _sudo=True)
-    agent_reload(name="Reload the Ollama LaunchAgent (plist or binary changed)", plist=agent, uid=mac.owner_uid,
-                 _sudo=True, _if=lambda: plist.did_change() or any(op.did_change() for op in binary_changed))
+    agent_reload(name="Reload the Ollama LaunchAgent (plist, binary or GPU memory limit changed)", plist=agent,
+                 uid=mac.owner_uid, _sudo=True,
+                 _if=lambda: plist.did_change() or any(op.did_change() for op in restart_for))
     agent_loaded(name="Ollama LaunchAgent loaded (launchctl bootstrap)", plist=agent, owner=owner, _sudo=True)
     running_version(name="Ollama server runs the expected version", api=config.ollama_host,
                     version=expected, minimum=floor)

@@ -31,6 +31,11 @@ CASES: list[tuple[str, dict, str]] = [
     ("stop-too-many", {"model_parameters": {"stop": [f"s{i}" for i in range(17)]}}, "model_parameters.stop"),
     ("network-value", {"network": "wifi"}, "network = 'wifi'"),
     ("install-method", {"claude_install_method": "curl|sh"}, "claude_install_method = 'curl|sh'"),
+    ("gpu-memory-zero", {"apple_gpu_memory": 0}, "apple_gpu_memory = 0: expected None (macOS's default), \"auto\""),
+    ("gpu-memory-negative", {"apple_gpu_memory": -8}, "apple_gpu_memory = -8: expected None"),
+    ("gpu-memory-mib", {"apple_gpu_memory": 24576}, "apple_gpu_memory = 24576: expected None"),
+    ("gpu-memory-text", {"apple_gpu_memory": "16GB"}, "apple_gpu_memory = '16GB': expected None"),
+    ("gpu-memory-bool", {"apple_gpu_memory": True}, "apple_gpu_memory = True: expected None"),
     # unknown keys
     ("unknown-key", {"modle": "qwen3-coder:30b"}, "modle = 'qwen3-coder:30b': unknown key (did you mean 'model'?)"),
     ("unknown-key-typo", {"ollama_verison": "0.30.0"}, "ollama_verison"),
