@@ -121,7 +121,7 @@ def _checked(check: Callable[[str], str]) -> Callable[[str], str]:
 def _doctor(args: argparse.Namespace) -> int:
     import datetime
 
-    from . import doctor
+    from . import doctor, summary
     from .settings import ConfigError
 
     try:
@@ -131,7 +131,8 @@ def _doctor(args: argparse.Namespace) -> int:
         return 2
     if args.html:
         stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-        args.html.write_text(doctor.html(reports, stamp))
+        last_run = summary.read(Path(args.inventory).parent)
+        args.html.write_text(doctor.html(reports, stamp, last_run))
     print(json.dumps([r.as_dict() for r in reports], indent=2) if args.json else doctor.table(reports))
     return 0 if all(r.ok for r in reports) else 1
 

@@ -607,9 +607,11 @@ def table(reports: list[HostReport]) -> str:
     return "\n".join(lines + ([""] + details if details else []))
 
 
-def html(reports: list[HostReport], generated: str = "") -> str:
-    """A self-contained page (inline CSS, no scripts): per host its checks and a memory bar."""
+def html(reports: list[HostReport], generated: str = "", last_run: list[dict] | None = None) -> str:
+    """A self-contained page (inline CSS, no scripts): per host its checks, a memory bar and what
+    the last deploy did to it (localcode-last-run.json beside the inventory)."""
     return render("report.html.j2",
         reports=[r.as_dict() | {"ok": r.ok} for r in reports], ok_count=sum(r.ok for r in reports),
+        last_run={h.get("host"): h for h in last_run or () if isinstance(h, dict)},
         generated=generated, marks=MARKS, gib=lambda n: f"{n / 2**30:.1f} GiB",
         pct=lambda part, whole: f"{max(0.0, 100 * part / whole):.2f}" if whole else "0").decode()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 
 from .apple import GpuLimit, plan_limit
 from .facts import HardwareFact, HostHardware, Unreadable
+from . import summary
 from .report import text_table
 from .settings import HostConfig
 from .sizing import GiB, MiB, Decision, Hardware, decide, gib
@@ -93,7 +94,18 @@ def size_host(host, config: HostConfig) -> HostPlan:
     result = plan_host(host.name, config, host.get_fact(HardwareFact, users=config.developer_users))
     for line in plan_lines(result):
         host.log(line)
+    summary.sizing(host, decision_line(result))
     return result
+
+
+def decision_line(plan: HostPlan) -> str:
+    """The sizing decision in one line (the run's summary)."""
+    d = plan.decision
+    if d is None:
+        return f"failed: {plan.error}"
+    if d.model is None:
+        return f"no model ({d.reason})"
+    return f"{d.model} at {d.num_ctx // 1024}K context, KV {d.kv_cache_type}, {d.tier} ({plan.hardware})"
 
 
 def plan_lines(plan: HostPlan) -> list[str]:
