@@ -3,7 +3,7 @@
 Budget (what the model may use):
 - NVIDIA/AMD: sum over GPUs of (VRAM - per-GPU reserve), less one compute buffer per extra GPU
   (each GPU holds its own; the need below counts one);
-- Apple Silicon: Metal's working set (2/3 of RAM up to 36 GiB, 3/4 above, or the
+- Apple Silicon: Metal's working set (2/3 of RAM below 36 GiB, 3/4 from 36 GiB, or the
   `iogpu.wired_limit_mb` setting) less the Metal reserve;
 - CPU only, or a GPU host where nothing fits in VRAM: RAM less an OS reserve (plus the usable
   VRAM when layers can be split), flagged as slow.
@@ -17,11 +17,14 @@ memory) beats a slow one; on slow tiers only models with few active parameters a
 
 Monotone: with more memory the outcome never gets worse, in this order: fast before slow,
 then model rank, then context.
+
+Nothing fits: the reason names the ways out, cheapest first (`way_out`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 GiB = 1024**3
@@ -32,6 +35,9 @@ KvType = Literal["f16", "q8_0", "q4_0"]
 # Bytes per element relative to f16: q8_0 stores 32 values in 34 bytes, q4_0 in 18 bytes.
 KV_FACTORS: dict[str, float] = {"f16": 1.0, "q8_0": 34 / 64, "q4_0": 18 / 64}
 CONTEXT_STEPS = (65536, 98304, 131072, 196608, 262144, 393216, 524288, 786432, 1048576)
+# Minimum contexts below 64K a way out may offer: Claude Code's first request alone is ~12K
+# tokens, so below 32K a session is spent compacting.
+SMALLER_CONTEXTS = (49152, 32768)
 
 
 @dataclass(frozen=True)
@@ -136,11 +142,18 @@ def gib(n: int | float) -> str:
 
 
 def metal_working_set(ram_bytes: int, wired_limit_bytes: int | None) -> int:
-    """What Metal lets the GPU wire: the iogpu limit when set, else ~2/3 of RAM up to 36 GiB
-    and ~3/4 above (measured by others; Apple's recommendedMaxWorkingSetSize)."""
+    """What Metal lets the GPU wire: the iogpu limit when set, else Apple's default
+    recommendedMaxWorkingSetSize, 2/3 of RAM below 36 GiB and 3/4 from 36 GiB. Logged by
+    others (not measured here): 16 GB 10922.67 MB
+    (https://github.com/abetlen/llama-cpp-python/issues/687), 32 GB 21845.34 MB
+    (https://github.com/ollama/ollama/issues/434), 36 GB 28991.03 MB = 27 GiB (public llama.cpp
+    logs of 36 GB M4 Max machines), 64 GB 49152 MiB
+    (https://github.com/ggml-org/llama.cpp/issues/1870), 96 GB 73728 MB
+    (https://github.com/ggml-org/llama.cpp/issues/3213). macOS 26 gives a 128 GB Mac 107.52 GiB
+    (0.84, https://github.com/antirez/ds4/pull/893); 3/4 stays as the conservative floor."""
     if wired_limit_bytes:
         return wired_limit_bytes
-    return ram_bytes * 2 // 3 if ram_bytes <= 36 * GiB else ram_bytes * 3 // 4
+    return ram_bytes * 2 // 3 if ram_bytes < 36 * GiB else ram_bytes * 3 // 4
 
 
 def budgets(hw: Hardware, policy: Policy) -> list[Budget]:
@@ -179,10 +192,11 @@ def need_bytes(model: ModelSpec, num_ctx: int, kv_type: str, policy: Policy) -> 
 
 
 def context_steps(model: ModelSpec, policy: Policy) -> list[int]:
-    """Context sizes to try for a model, largest first, capped at its trained maximum."""
+    """Context sizes to try for a model, largest first: min_context, the steps above it and the
+    trained maximum."""
     steps = {s for s in CONTEXT_STEPS if policy.min_context <= s <= model.max_context}
     if model.max_context >= policy.min_context:
-        steps.add(model.max_context)
+        steps |= {policy.min_context, model.max_context}
     return sorted(steps, reverse=True)
 
 
@@ -211,9 +225,22 @@ def decide(hw: Hardware, models: list[ModelSpec], policy: Policy,
     """Size one host. Models must be the agent-capable catalog in preference order."""
     if override.model or override.num_ctx or override.kv_cache_type:
         return _decide_override(hw, models, policy, override)
-    ranked = [m for m in sorted(models, key=lambda m: m.rank) if "tools" in m.capabilities]
-    tiers = budgets(hw, policy)
-    for tier in tiers:
+    ranked = _ranked(models)
+    fit = _first_fit(hw, ranked, policy)
+    if fit is not None:
+        return fit
+    last = budgets(hw, policy)[-1]
+    return Decision(None, None, None, None, last.bytes, None, last.tier, _nothing_fits(hw, ranked, policy, last),
+                    last.slow)
+
+
+def _ranked(models: list[ModelSpec]) -> list[ModelSpec]:
+    return [m for m in sorted(models, key=lambda m: m.rank) if "tools" in m.capabilities]
+
+
+def _first_fit(hw: Hardware, ranked: list[ModelSpec], policy: Policy) -> Decision | None:
+    """The best-ranked model that fits at min_context, at its largest context; fast tiers first."""
+    for tier in budgets(hw, policy):
         candidates = _tier_candidates(ranked, tier, policy)
         for model in candidates:
             fit = best_fit(model, tier.bytes, policy)
@@ -227,23 +254,119 @@ def decide(hw: Hardware, models: list[ModelSpec], policy: Policy,
                    + f"; {ctx // 1024}K context with {kv} KV cache needs {gib(need)}")
             return Decision(model.tag, derived_name(model.tag, ctx), ctx, kv, tier.bytes, need, tier.tier,
                             why, tier.slow, model.min_ollama)
-    last = tiers[-1]
-    candidates = _tier_candidates(ranked, last, policy)
-    smallest = min(candidates, key=lambda m: need_bytes(m, policy.min_context, policy.kv_cache_types[-1], policy),
-                   default=None)
-    if smallest is None:
-        reason = "no model fits: the catalog has no tools-capable model"
-    else:
-        least = need_bytes(smallest, policy.min_context, policy.kv_cache_types[-1], policy)
-        reason = (f"no model fits: the smallest, {smallest.tag}, needs {gib(least)} at "
-                  f"{policy.min_context // 1024}K context ({policy.kv_cache_types[-1]} KV), budget is {gib(last.bytes)}")
-    return Decision(None, None, None, None, last.bytes, None, last.tier, reason, last.slow)
+    return None
 
 
 def _tier_candidates(ranked: list[ModelSpec], tier: Budget, policy: Policy) -> list[ModelSpec]:
     if not tier.slow:
         return ranked
     return [m for m in ranked if m.active_params_b <= policy.slow_max_active_params_b]
+
+
+def _least_need(models: list[ModelSpec], policy: Policy) -> tuple[ModelSpec, str, int] | None:
+    """The model and KV type that need the least memory at min_context, and that need."""
+    options = [(m, kv, need_bytes(m, policy.min_context, kv, policy)) for m in models for kv in policy.kv_cache_types]
+    return min(options, key=lambda o: o[2], default=None)
+
+
+def _nothing_fits(hw: Hardware, ranked: list[ModelSpec], policy: Policy, last: Budget) -> str:
+    if not ranked:
+        return "no model fits: the catalog has no tools-capable model"
+    least = _least_need(_tier_candidates(ranked, last, policy), policy)
+    if least is None:
+        reason = (f"no model fits: none has <= {policy.slow_max_active_params_b:g}B active parameters, "
+                  f"which a slow tier needs (slow_max_active_params_b)")
+    else:
+        model, kv, need = least
+        reason = (f"no model fits: the smallest, {model.tag}, needs {gib(need)} at {policy.min_context // 1024}K "
+                  f"context ({kv} KV), budget is {gib(last.bytes)}")
+    ways = [w.text for w in way_out(hw, ranked, policy)]
+    if ways:
+        reason += f"; cheapest way out: {ways[0]}" + "".join(f"; or {w}" for w in ways[1:])
+    return reason
+
+
+@dataclass(frozen=True)
+class WayOut:
+    """A change after which a model fits: what to tell the operator, and the host and policy as
+    they would be (so that the advice can be checked by sizing them)."""
+
+    text: str
+    hw: Hardware
+    policy: Policy
+
+
+def way_out(hw: Hardware, models: list[ModelSpec], policy: Policy) -> list[WayOut]:
+    """When nothing fits: the changes that would make a model fit, cheapest first. Settings come
+    before hardware: the Apple GPU memory limit (up to RAM less the OS reserve), a smaller
+    minimum context (more compaction), a CPU split (slow); then more RAM, then more VRAM or
+    unified memory. Figures are rounded up, so that following one is enough."""
+    ranked = _ranked(models)
+    ways = _raise_apple_limit(hw, ranked, policy) if hw.apple_silicon else []
+    contexts = sorted({c for c in CONTEXT_STEPS + SMALLER_CONTEXTS if c < policy.min_context}, reverse=True)
+    smaller = [way for ctx in contexts
+               for way in _way(f"a smaller context (min_context {ctx} would fit {{model}})", hw, ranked,
+                               replace(policy, min_context=ctx))]
+    ways += smaller[:1]
+    if not policy.allow_cpu:
+        ways += _way("a CPU split (allow_cpu would run {model}, slowly)", hw, ranked, replace(policy, allow_cpu=True))
+    return ways + _more_memory(hw, ranked, policy)
+
+
+def _way(text: str, hw: Hardware, ranked: list[ModelSpec], policy: Policy) -> list[WayOut]:
+    """The change as a way out if a model fits after it ({model} in the text names which)."""
+    fit = _first_fit(hw, ranked, policy)
+    return [] if fit is None else [WayOut(text.format(model=fit.model), hw, policy)]
+
+
+def _raise_apple_limit(hw: Hardware, ranked: list[ModelSpec], policy: Policy) -> list[WayOut]:
+    least = _least_need(ranked, policy)
+    if least is None:
+        return []
+    limit = math.ceil((least[2] + policy.metal_reserve_bytes) / GiB) * GiB
+    if limit > hw.ram_bytes - policy.os_reserve_bytes:
+        return []
+    size = limit // GiB
+    return _way(f"raise the Apple GPU memory limit to {size} GiB (apple_gpu_memory = {size}) for {{model}}",
+                replace(hw, wired_limit_bytes=limit), ranked, policy)
+
+
+def _more_memory(hw: Hardware, ranked: list[ModelSpec], policy: Policy) -> list[WayOut]:
+    """The least memory to add for the smallest model: RAM for a CPU or split run (when the
+    policy allows one), VRAM for a run all in GPU memory, unified memory for a Mac (at macOS's
+    default GPU limit)."""
+    least = _least_need(ranked, policy)
+    if least is None:
+        return []
+    if hw.apple_silicon:
+        want = least[2] + policy.metal_reserve_bytes  # working set needed: 2/3 of RAM, 3/4 from 36 GiB
+        ram = -(-3 * want // 2)
+        if ram >= 36 * GiB:
+            ram = max(36 * GiB, -(-4 * want // 3))
+        extra = _round_up(ram - hw.ram_bytes)
+        bigger = replace(hw, ram_bytes=hw.ram_bytes + extra, wired_limit_bytes=None)
+        return _way(f"{gib(extra)} more unified memory for {{model}}", bigger, ranked, policy)
+    ways: list[WayOut] = []
+    last = budgets(hw, policy)[-1]
+    least_slow = _least_need(_tier_candidates(ranked, last, policy), policy)
+    if policy.allow_cpu and least_slow is not None:
+        gpu_part = last.bytes - max(0, hw.ram_bytes - policy.os_reserve_bytes)
+        extra = _round_up(least_slow[2] - gpu_part + policy.os_reserve_bytes - hw.ram_bytes)
+        ways += _way(f"{gib(extra)} more RAM for {{model}} (slow)", replace(hw, ram_bytes=hw.ram_bytes + extra),
+                     ranked, policy)
+    if hw.gpus:
+        usable = (sum(max(0, g.vram_bytes - policy.gpu_reserve_bytes) for g in hw.gpus)
+                  - (len(hw.gpus) - 1) * policy.compute_buffer_bytes)
+        each = _round_up(-(-(least[2] - usable) // len(hw.gpus)))
+        more = tuple(replace(g, vram_bytes=g.vram_bytes + each) for g in hw.gpus)
+        ways += _way(f"{gib(each)} more VRAM{' per GPU' if len(hw.gpus) > 1 else ''} for {{model}}",
+                     replace(hw, gpus=more), ranked, policy)
+    return ways
+
+
+def _round_up(n: int) -> int:
+    """n bytes rounded up to the 0.1 GiB that `gib` prints."""
+    return -(-n * 10 // GiB) * GiB // 10
 
 
 def _decide_override(hw: Hardware, models: list[ModelSpec], policy: Policy, override: Override) -> Decision:

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from localcode.catalog import builtin_catalog
 from localcode.settings import HostConfig
 from localcode.sizing import (
-    GiB, Decision, Gpu, Hardware, Override, budgets, decide, derived_name, metal_working_set, need_bytes,
+    GiB, Decision, Gpu, Hardware, Override, budgets, context_steps, decide, derived_name, metal_working_set,
+    need_bytes, way_out,
 )
 
 MODELS = [m.spec() for m in builtin_catalog().models]
@@ -23,16 +24,23 @@ def nvidia(*sizes: int) -> tuple[Gpu, ...]:
     return tuple(Gpu("nvidia", s * GiB) for s in sizes)
 
 
-# name: (hardware, expected model, expected num_ctx, expected KV type). The README's table
-# "Reference machines" lists the same decisions with their reasons.
+# name: (hardware, expected model, expected num_ctx, expected KV type; or None, None, None and the
+# way out the reason must name). The README's table "Reference machines" lists the same decisions
+# with their reasons.
 REFERENCE = {
-    "8 GiB CPU-only": (Hardware(8 * GiB), None, None, None),
-    "16 GiB Apple": (Hardware(16 * GiB, apple_silicon=True), None, None, None),
-    "32 GiB Apple": (Hardware(32 * GiB, apple_silicon=True), "gemma4:26b", 131072, "q8_0"),
+    "8 GiB CPU-only": (Hardware(8 * GiB), None, None, "2.5 GiB more RAM for qwen3.5:4b"),
+    "16 GiB CPU-only": (Hardware(16 * GiB), "gemma4:e4b", 98304, "q8_0"),
+    "8 GiB Apple": (Hardware(8 * GiB, apple_silicon=True), None, None, "2.4 GiB more unified memory for qwen3.5:4b"),
+    "16 GiB Apple": (Hardware(16 * GiB, apple_silicon=True), "qwen3.5:9b", 98304, "q8_0"),
+    "18 GiB Apple": (Hardware(18 * GiB, apple_silicon=True), "qwen3.5:9b", 131072, "q8_0"),
+    "24 GiB Apple": (Hardware(24 * GiB, apple_silicon=True), "gemma4:e4b", 131072, "f16"),
+    "32 GiB Apple": (Hardware(32 * GiB, apple_silicon=True), "gemma4:26b", 98304, "q8_0"),
+    "36 GiB Apple": (Hardware(36 * GiB, apple_silicon=True), "devstral-small-2:24b", 98304, "q8_0"),
     "48 GiB Apple": (Hardware(48 * GiB, apple_silicon=True), "devstral-small-2:24b", 196608, "q8_0"),
     "64 GiB Apple": (Hardware(64 * GiB, apple_silicon=True), "devstral-small-2:24b", 262144, "q8_0"),
     "128 GiB Apple": (Hardware(128 * GiB, apple_silicon=True), "devstral-small-2:24b", 262144, "f16"),
-    "12 GiB NVIDIA + 32 GiB RAM": (Hardware(32 * GiB, nvidia(12)), "qwen3-coder:30b", 262144, "q8_0"),
+    "8 GiB NVIDIA + 16 GiB RAM": (Hardware(16 * GiB, nvidia(8)), "qwen3.5:4b", 98304, "q8_0"),
+    "12 GiB NVIDIA + 32 GiB RAM": (Hardware(32 * GiB, nvidia(12)), "qwen3.5:9b", 131072, "q8_0"),
     "16 GiB NVIDIA + 32 GiB RAM": (Hardware(32 * GiB, nvidia(16)), "gemma4:e4b", 131072, "f16"),
     "24 GiB NVIDIA + 64 GiB RAM": (Hardware(64 * GiB, nvidia(24)), "devstral-small-2:24b", 65536, "q8_0"),
     "2x24 GiB NVIDIA + 128 GiB RAM": (Hardware(128 * GiB, nvidia(24, 24)), "devstral-small-2:24b", 262144, "q8_0"),
@@ -43,18 +51,28 @@ REFERENCE = {
 
 @pytest.mark.parametrize("name", REFERENCE)
 def test_reference_machines(name):
-    hw, model, ctx, kv = REFERENCE[name]
+    hw, model, ctx, kv_or_way = REFERENCE[name]
     d = decide(hw, MODELS, POLICY)
-    assert (d.model, d.num_ctx, d.kv_cache_type) == (model, ctx, kv), d.reason
     assert d.reason
     if model is None:
-        assert d.reason.startswith("no model fits") and "GiB" in d.reason
+        assert (d.model, d.num_ctx, d.kv_cache_type) == (None, None, None), d.reason
+        assert d.reason.startswith("no model fits") and f"cheapest way out: {kv_or_way}" in d.reason, d.reason
         assert d.need_bytes is None and d.name is None
     else:
+        assert (d.model, d.num_ctx, d.kv_cache_type) == (model, ctx, kv_or_way), d.reason
         assert d.need_bytes <= d.budget_bytes
         assert d.name == derived_name(model, ctx)
         assert not d.name.startswith("claude-")
-        assert d.flash_attention == (kv != "f16")
+        assert d.flash_attention == (kv_or_way != "f16")
+
+
+def test_every_common_machine_gets_a_model():
+    """Macs from 16 GB, GPUs from 8 GiB and CPU-only hosts from 16 GiB get a model, at 64K or more."""
+    machines = [Hardware(r * GiB, apple_silicon=True) for r in (16, 18, 24, 32, 36)]
+    machines += [Hardware(16 * GiB, nvidia(v)) for v in (8, 10, 12)] + [Hardware(16 * GiB)]
+    for hw in machines:
+        d = decide(hw, MODELS, POLICY)
+        assert d.model is not None and d.num_ctx >= 65536, (hw, d.reason)
 
 
 def test_cpu_only_hosts_are_flagged_slow_and_only_get_few_active_parameters():
@@ -66,6 +84,7 @@ def test_cpu_only_hosts_are_flagged_slow_and_only_get_few_active_parameters():
 
 def test_apple_working_set():
     assert metal_working_set(32 * GiB, None) == 32 * GiB * 2 // 3
+    assert metal_working_set(36 * GiB, None) == 27 * GiB  # 28991.03 MB logged on 36 GB Macs
     assert metal_working_set(64 * GiB, None) == 64 * GiB * 3 // 4
     assert metal_working_set(64 * GiB, 56 * 1024 * GiB // 1024) == 56 * GiB
     raised = decide(Hardware(32 * GiB, apple_silicon=True, wired_limit_bytes=28 * GiB), MODELS, POLICY)
@@ -124,6 +143,51 @@ def test_unknown_override_model_is_an_error():
         decide(Hardware(64 * GiB), MODELS, POLICY, override=Override(model="nope:1b"))
 
 
+def test_way_out_names_the_apple_gpu_memory_limit_first():
+    """A Mac whose default GPU limit is just short is told the limit that fits, before anything
+    that costs context or money."""
+    e4b = [m for m in MODELS if m.tag == "gemma4:e4b"]
+    hw = Hardware(18 * GiB, apple_silicon=True)
+    d = decide(hw, e4b, POLICY)
+    assert d.model is None
+    assert ("cheapest way out: raise the Apple GPU memory limit to 13 GiB (apple_gpu_memory = 13) for gemma4:e4b"
+            in d.reason)
+    raised = Hardware(18 * GiB, apple_silicon=True, wired_limit_bytes=13 * GiB)
+    assert decide(raised, e4b, POLICY).model == "gemma4:e4b"
+    # not past RAM less the OS reserve: an 8 GiB Mac is told to get more memory instead
+    assert "apple_gpu_memory" not in decide(Hardware(8 * GiB, apple_silicon=True), MODELS, POLICY).reason
+
+
+def test_way_out_names_a_smaller_context_and_allow_cpu():
+    hw = Hardware(16 * GiB, nvidia(8))
+    policy = replace(POLICY, allow_cpu=False, min_context=131072)
+    d = decide(hw, MODELS, policy)
+    assert d.model is None
+    assert "cheapest way out: a smaller context (min_context 98304 would fit qwen3.5:4b)" in d.reason
+    assert "; or a CPU split (allow_cpu would run gpt-oss:20b, slowly)" in d.reason
+    assert decide(hw, MODELS, replace(policy, min_context=98304)).model == "qwen3.5:4b"
+
+
+@pytest.mark.parametrize(("hw", "more"), [
+    (Hardware(8 * GiB), lambda extra: Hardware(int((8 + extra) * GiB))),
+    (Hardware(8 * GiB, apple_silicon=True), lambda extra: Hardware(int((8 + extra) * GiB), apple_silicon=True)),
+    (Hardware(8 * GiB, nvidia(6)), lambda extra: Hardware(8 * GiB, (Gpu("nvidia", int((6 + extra) * GiB)),))),
+])
+def test_more_memory_is_the_least_that_fits(hw, more):
+    """The figure named is enough, and 0.1 GiB less is not (for the memory the way out names)."""
+    policy = replace(POLICY, allow_cpu=not hw.gpus)
+    ways = [w for w in way_out(hw, MODELS, policy) if " more " in w.text]
+    assert len(ways) == 1
+    extra = float(ways[0].text.split(" GiB more ")[0])
+    assert decide(more(extra), MODELS, policy).model is not None
+    assert decide(more(extra - 0.1), MODELS, policy).model is None
+
+
+def test_min_context_is_a_context_step():
+    m = next(m for m in MODELS if m.tag == "qwen3.5:4b")
+    assert context_steps(m, replace(POLICY, min_context=40000))[-1] == 40000
+
+
 def test_derived_names():
     assert derived_name("qwen3-coder:30b", 131072) == "localcode/qwen3-coder:30b-128k"
     assert derived_name("glm-4.7-flash:latest", 202752) == "localcode/glm-4.7-flash:198k"
@@ -146,6 +210,18 @@ hardware = st.one_of(
     st.builds(lambda r, v, n, vendor: Hardware(r * GiB, tuple(Gpu(vendor, v * GiB) for _ in range(n))),
               st.integers(8, 512), st.integers(4, 96), st.integers(1, 4), st.sampled_from(["nvidia", "amd"])),
 )
+
+
+@settings(max_examples=300, deadline=None)
+@given(hardware)
+def test_every_way_out_makes_a_model_fit(hw):
+    """When nothing fits, the reason names at least one way out, and each one works."""
+    d = decide(hw, MODELS, POLICY)
+    if d.model is None:
+        ways = way_out(hw, MODELS, POLICY)
+        assert ways and f"cheapest way out: {ways[0].text}" in d.reason
+        for way in ways:
+            assert decide(way.hw, MODELS, way.policy).model is not None, way.text
 
 
 @settings(max_examples=300, deadline=None)

@@ -45,7 +45,8 @@ CONFIG_MEDIA_TYPE = "application/vnd.docker.container.image.v1+json"
 MT = "application/vnd.ollama.image."
 
 # tag, aliases, gguf arch, layers, kv heads (int or per-layer list), key/value length, context, tools,
-# thinking, vision, quant, params (billions), download GB, embedding, heads, experts (n, used), window
+# thinking, vision, quant, params (billions), download GB, embedding, heads, experts (n, used), window,
+# shared_kv (last layers that reuse earlier layers' KV, Gemma 4 E models)
 SPECS: list[dict] = [
     {"tag": "qwen3-coder:30b", "aliases": ["qwen3-coder:latest"], "arch": "qwen3moe", "layers": 48,
      "kv_heads": 4, "key_len": 128, "value_len": 128, "context": 262144, "tools": True, "thinking": False,
@@ -62,7 +63,7 @@ SPECS: list[dict] = [
     {"tag": "gemma4:e4b", "aliases": ["gemma4:latest"], "arch": "gemma4", "layers": 42,
      "kv_heads": "pattern:2/2", "key_len": 512, "value_len": 512, "swa_len": 256, "full_every": 6,
      "context": 131072, "tools": True, "thinking": True, "vision": True, "quant": "Q4_K_M", "params_b": 8.0,
-     "download_gb": 9.61, "embedding": 2560, "heads": 8, "window": 512, "family_style": "gemma"},
+     "download_gb": 9.61, "embedding": 2560, "heads": 8, "window": 512, "shared_kv": 18, "family_style": "gemma"},
     {"tag": "gemma4:26b", "aliases": [], "arch": "gemma4", "layers": 30, "kv_heads": "pattern:8/2",
      "key_len": 512, "value_len": 512, "swa_len": 256, "full_every": 6, "context": 262144, "tools": True,
      "thinking": True, "vision": True, "quant": "Q4_K_M", "params_b": 25.8, "download_gb": 17.99,
@@ -79,6 +80,20 @@ SPECS: list[dict] = [
      "kv_heads": 1, "key_len": 576, "value_len": 512, "context": 202752, "tools": True, "thinking": True,
      "vision": False, "quant": "Q4_K_M", "params_b": 29.9, "download_gb": 19, "embedding": 2048, "heads": 20,
      "experts": (64, 4), "kv_lora_rank": 512, "family_style": "glm"},
+    {"tag": "gemma4:12b", "aliases": [], "arch": "gemma4", "layers": 48, "kv_heads": "pattern:8/1",
+     "key_len": 512, "value_len": 512, "swa_len": 256, "full_every": 6, "context": 131072, "tools": True,
+     "thinking": True, "vision": True, "quant": "Q4_K_M", "params_b": 12.0, "download_gb": 7.6,
+     "embedding": 3840, "heads": 16, "window": 1024, "family_style": "gemma"},
+    {"tag": "gemma4:e2b", "aliases": [], "arch": "gemma4", "layers": 35, "kv_heads": "pattern:1/1",
+     "key_len": 512, "value_len": 512, "swa_len": 256, "full_every": 5, "context": 131072, "tools": True,
+     "thinking": True, "vision": True, "quant": "Q4_K_M", "params_b": 5.1, "download_gb": 7.2,
+     "embedding": 1536, "heads": 8, "window": 512, "shared_kv": 20, "family_style": "gemma"},
+    {"tag": "qwen3.5:9b", "aliases": [], "arch": "qwen35", "layers": 32, "kv_heads": "attn:4@8", "key_len": 256,
+     "value_len": 256, "context": 262144, "tools": True, "thinking": True, "vision": True, "quant": "Q4_K_M",
+     "params_b": 9.65, "download_gb": 6.6, "embedding": 4096, "heads": 16, "family_style": "qwen"},
+    {"tag": "qwen3.5:4b", "aliases": [], "arch": "qwen35", "layers": 32, "kv_heads": "attn:4@8", "key_len": 256,
+     "value_len": 256, "context": 262144, "tools": True, "thinking": True, "vision": True, "quant": "Q4_K_M",
+     "params_b": 4.21, "download_gb": 3.4, "embedding": 2560, "heads": 16, "family_style": "qwen"},
     {"tag": "qwen2.5-coder:7b", "aliases": [], "arch": "qwen2", "layers": 28, "kv_heads": 4, "key_len": 128,
      "value_len": 128, "context": 32768, "tools": True, "thinking": False, "vision": False, "quant": "Q4_K_M",
      "params_b": 7.6, "download_gb": 4.7, "embedding": 3584, "heads": 28, "family_style": "qwen"},
@@ -250,6 +265,8 @@ def gguf_bytes(spec: dict) -> bytes:
         kvs.append((f"{arch}.attention.sliding_window", T_UINT32, spec["window"], None))
     if pattern is not None:
         kvs.append((f"{arch}.attention.sliding_window_pattern", T_ARRAY, pattern, T_BOOL))
+    if spec.get("shared_kv"):
+        kvs.append((f"{arch}.attention.shared_kv_layers", T_UINT32, spec["shared_kv"], None))
     if spec.get("kv_lora_rank"):
         kvs.append((f"{arch}.attention.kv_lora_rank", T_UINT32, spec["kv_lora_rank"], None))
     if spec.get("experts"):
