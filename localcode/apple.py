@@ -1,6 +1,6 @@
 """Apple Silicon's GPU memory limit (`apple_gpu_memory`): how much unified memory Metal lets the
-GPU wire, which is the sizing's budget there. macOS's default is about 2/3 of RAM up to 36 GiB
-and 3/4 above; `sysctl iogpu.wired_limit_mb=N` raises it (0 restores the default) until the
+GPU wire, which is the sizing's budget there. macOS's default is about 2/3 of RAM below 36 GiB
+and 3/4 from 36 GiB; `sysctl iogpu.wired_limit_mb=N` raises it (0 restores the default) until the
 next reboot, and it feeds the `recommendedMaxWorkingSetSize` that Ollama reads
 (https://github.com/ollama/ollama/blob/v0.32.15/discover/gpu_info_darwin.m).
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from localcode.catalog import builtin_catalog
 from localcode.settings import HostConfig
+from localcode.apple import plan_limit
 from localcode.sizing import (
     GiB, Decision, Gpu, Hardware, Override, budgets, context_steps, decide, derived_name, metal_working_set,
     need_bytes, way_out,
@@ -27,6 +28,12 @@ def nvidia(*sizes: int) -> tuple[Gpu, ...]:
 # name: (hardware, expected model, expected num_ctx, expected KV type; or None, None, None and the
 # way out the reason must name). The README's table "Reference machines" lists the same decisions
 # with their reasons.
+def raised(ram_gib: int) -> Hardware:
+    """An Apple Silicon Mac with `apple_gpu_memory = "auto"` (RAM minus the 4 GiB OS reserve)."""
+    limit = plan_limit("auto", ram_gib * GiB, running_mb=0, daemon=False, os_reserve_bytes=4 * GiB)
+    return Hardware(ram_gib * GiB, apple_silicon=True, wired_limit_bytes=limit.wired_limit_bytes)
+
+
 REFERENCE = {
     "8 GiB CPU-only": (Hardware(8 * GiB), None, None, "2.5 GiB more RAM for qwen3.5:4b"),
     "16 GiB CPU-only": (Hardware(16 * GiB), "gemma4:e4b", 98304, "q8_0"),
@@ -36,6 +43,10 @@ REFERENCE = {
     "24 GiB Apple": (Hardware(24 * GiB, apple_silicon=True), "gemma4:e4b", 131072, "f16"),
     "32 GiB Apple": (Hardware(32 * GiB, apple_silicon=True), "gemma4:26b", 98304, "q8_0"),
     "36 GiB Apple": (Hardware(36 * GiB, apple_silicon=True), "devstral-small-2:24b", 98304, "q8_0"),
+    "16 GiB Apple, raised limit": (raised(16), "qwen3.5:9b", 131072, "q8_0"),
+    "18 GiB Apple, raised limit": (raised(18), "gemma4:e4b", 131072, "f16"),
+    "24 GiB Apple, raised limit": (raised(24), "gpt-oss:20b", 131072, "f16"),
+    "36 GiB Apple, raised limit": (raised(36), "devstral-small-2:24b", 131072, "q8_0"),
     "48 GiB Apple": (Hardware(48 * GiB, apple_silicon=True), "devstral-small-2:24b", 196608, "q8_0"),
     "64 GiB Apple": (Hardware(64 * GiB, apple_silicon=True), "devstral-small-2:24b", 262144, "q8_0"),
     "128 GiB Apple": (Hardware(128 * GiB, apple_silicon=True), "devstral-small-2:24b", 262144, "f16"),
