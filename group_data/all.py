@@ -29,6 +29,11 @@ metal_reserve_mib = 512  # kept free on Apple Silicon
 # GiB, 3/4 above); "auto" = RAM minus os_reserve_gib (at most RAM minus 2 GiB, never below the
 # default); or a size in GiB, at most RAM minus 2 GiB. Removing it restores the default.
 apple_gpu_memory = None
+# AMD GPUs: "auto" counts each card Ollama's ROCm build runs, natively or with the
+# HSA_OVERRIDE_GFX_VERSION the server then gets (localcode/amd_gfx.yaml; an
+# HSA_OVERRIDE_GFX_VERSION in ollama_environment wins over the table); "off" sizes the host
+# without them and hides them from Ollama (ROCR_VISIBLE_DEVICES=-1, OLLAMA_VULKAN=0).
+amd_gpu = "auto"
 compute_buffer_mib = 2048  # llama.cpp compute graph; >= 0.30 uses batch 2048 above 32K
 # RAM left to the OS and the developer's tools on CPU hosts (and on Macs by apple_gpu_memory
 # "auto")

@@ -136,7 +136,8 @@ def build_layer(
     _write(layer, f"{LAB_ETC}/meminfo", fake_meminfo(host.ram_gib, Path("/proc/meminfo").read_text()))
     _write(layer, "etc/systemd/system/lab-meminfo.service", MEMINFO_UNIT)
     _enable(layer, "lab-meminfo.service", "sysinit.target")
-    gpus = [{"vendor": g.vendor, "gib": g.gib, "name": g.product_name} for g in host.gpus]
+    gpus = [{"vendor": g.vendor, "gib": g.gib, "name": g.product_name, **({"gfx": g.gfx} if g.gfx else {})}
+            for g in host.gpus]
     _write(layer, f"{LAB_ETC}/gpus.json", json.dumps(gpus, indent=1) + "\n")
     for vendor, tool in (("nvidia", "nvidia-smi"), ("amd", "rocm-smi")):
         if any(g.vendor == vendor for g in host.gpus):

@@ -40,6 +40,17 @@ class Gpu(Strict):
     vendor: Literal["nvidia", "amd"]
     gib: int = Field(gt=0, le=512)
     model: str | None = Field(default=None, pattern=r"^[A-Za-z0-9 ._-]{1,60}$")
+    # AMD only: the LLVM target the fake rocm-smi reports as "GFX Version" (default gfx1100), e.g.
+    # gfx1032 for a card Ollama runs only with HSA_OVERRIDE_GFX_VERSION. The kernel's view
+    # (/sys/class/kfd) cannot be faked in a container (sysfs is read-only there and has no mount
+    # point for it), so lab hosts answer through the hardware fact's rocm-smi fallback.
+    gfx: str | None = Field(default=None, pattern=r"^gfx[0-9a-f]{3,5}$")
+
+    @model_validator(mode="after")
+    def _gfx_is_amd(self) -> Gpu:
+        if self.gfx is not None and self.vendor != "amd":
+            raise ValueError("gfx is for AMD GPUs only")
+        return self
 
     @property
     def product_name(self) -> str:

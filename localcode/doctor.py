@@ -471,7 +471,8 @@ def gpu_memory_check(limit: GpuLimit) -> Check:
     return Check("gpu memory", PASS, detail)
 
 
-def server_checks(config: HostConfig, decision: Decision, gathered: Gathered) -> list[Check]:
+def server_checks(config: HostConfig, decision: Decision, gathered: Gathered,
+                  gpu_environment: dict[str, str] | None = None) -> list[Check]:
     """The server's checks; those that need it to answer are left out when it does not (one
     cause, one failure), those that need the derived model skipped when it is missing."""
     state = gathered.ollama
@@ -489,7 +490,7 @@ def server_checks(config: HostConfig, decision: Decision, gathered: Gathered) ->
         return checks + [Check("context", SKIP, f"{decision.name} is missing"),
                          Check("tool call", SKIP, f"{decision.name} is missing")]
     return checks + [context_check(state.shown.get(decision.name), gathered.environment,
-                                   server_environment(config, decision), decision),
+                                   server_environment(config, decision, gpu_environment), decision),
                      tool_call_check(gathered.smoke)]
 
 
@@ -500,7 +501,7 @@ def evaluate(host: str, config: HostConfig, plan: HostPlan, gathered: Gathered, 
     if decision is None:
         return HostReport(host, plan=plan.as_dict(), error=plan.error or "no sizing")
     report = HostReport(host, plan=plan.as_dict())
-    report.checks += server_checks(config, decision, gathered)
+    report.checks += server_checks(config, decision, gathered, plan.gpu_environment)
     if plan.gpu_limit is not None:
         report.checks.append(gpu_memory_check(plan.gpu_limit))
     report.checks.append(claude_check(gathered.claude, config.claude_version))

@@ -13,6 +13,7 @@ from typing import Any
 from pyinfra.api import FactBase
 from pyinfra.api.exceptions import FactProcessError
 
+from .amd import gfx_from_kfd, gfx_from_rocm_smi
 from .shell import sh_quote
 from .sizing import GiB, Gpu, Hardware, MiB
 
@@ -70,6 +71,12 @@ MAX_TOOL_LINES = 256
 MAX_LINE = 4096
 WHOLE = re.compile(r"[0-9]{1,64}")  # ASCII digits only ('²'.isdigit() is True, int('²') raises)
 CARD = re.compile(r"card[0-9]{1,3}")
+# The kernel's view of AMD GPUs (KFD topology): one node per CPU and GPU, each with a
+# `properties` file of `key value` lines; `gfx_target_version` is 0 on CPU nodes. Needs no ROCm.
+KFD_NODES = "/sys/class/kfd/kfd/topology/nodes"
+KFD_END = "end"  # printed after the last node: without it the list was cut short
+KFD_LINE = re.compile(r"node ([0-9]{1,4})(?: gfx_target_version ([0-9]{1,9}))?")
+ROCM_GFX = re.compile(r"gfx[0-9a-f]{3,5}")
 
 
 def _whole(text: str) -> int | None:
@@ -113,6 +120,16 @@ def _exit_status(tool: str, section: str, s: dict[str, list[str]]) -> int:
     return status
 
 
+def _kfd_command() -> str:
+    """Each KFD node's number and gfx_target_version, then `end` (all capped), and only where
+    the kernel lists no GPU target, rocm-smi's product names (their "GFX Version")."""
+    return (f"if [ -d {KFD_NODES} ]; then echo {MARK}kfd; {{ for n in {KFD_NODES}/*; do "
+            f"[ -r \"$n/properties\" ] && echo \"node ${{n##*/}} $(grep -a -m1 '^gfx_target_version ' \"$n/properties\")\"; "
+            f"done; echo {KFD_END}; }} 2>/dev/null | head -c {TOOL_OUTPUT_LIMIT}; echo; fi; "
+            f"if ! grep -qs '^gfx_target_version [1-9]' {KFD_NODES}/*/properties; then "
+            f"{_bounded('amd-product', 'rocm-smi', '--showproductname --json')}; fi")
+
+
 def _bounded(section: str, tool: str, args: str) -> str:
     """Run a GPU tool when present: stdout and stderr, capped, then its exit status (cut off
     with the output when the cap is reached, which the parser refuses)."""
@@ -133,6 +150,7 @@ class HostHardware:
     login: str = ""   # the user the deploy runs as on this host
     accounts: dict = field(default_factory=dict)  # developer user -> Account | None
     iogpu_daemon: bool = False  # our LaunchDaemon (IOGPU_DAEMON) is installed
+    gfx_targets: dict = field(default_factory=dict)  # AMD card (rocm-smi's name) -> gfx target, where known
 
     @property
     def apple_silicon(self) -> bool:
@@ -144,7 +162,8 @@ class HostHardware:
 
 
 class HardwareFact(FactBase):
-    """OS, arch, RAM and GPUs: /proc/meminfo or sysctl; nvidia-smi; rocm-smi JSON; Apple chip and
+    """OS, arch, RAM and GPUs: /proc/meminfo or sysctl; nvidia-smi; rocm-smi JSON and each AMD
+    card's gfx target (the kernel's KFD topology, else rocm-smi's product names); Apple chip and
     iogpu.wired_limit_mb. A GPU tool that fails (no working driver) becomes a warning. Also who
     we are on the host and the developer accounts: the host's identity, in the same trip.
     The hardware part reaches us as printable ASCII only, each GPU tool's output capped."""
@@ -158,6 +177,7 @@ class HardwareFact(FactBase):
             f"echo {MARK}iogpu-daemon; if [ -e {IOGPU_DAEMON} ]; then echo present; fi; fi",
             _bounded("nvidia", "nvidia-smi", "--query-gpu=name,memory.total --format=csv,noheader,nounits"),
             _bounded("amd", "rocm-smi", "--showmeminfo vram --json"),
+            _kfd_command(),
         ])
         return "; ".join([
             f"{{ {hardware}; }} | {ASCII_ONLY}",
@@ -201,11 +221,13 @@ def parse_hardware(output: list[str]) -> HostHardware:
     gpus: list[Gpu] = []
     if "nvidia" in s:
         gpus += _nvidia(s, warnings)
-    if "amd" in s:
-        gpus += _amd(s, warnings)
+    amd = _amd(s, warnings) if "amd" in s else []
+    gpus += amd
+    kfd = _kfd(s) if "kfd" in s else []  # read (and checked) even without rocm-smi's cards
+    gfx = _gfx_targets(amd, kfd, s, warnings) if amd else {}
     login = (s.get("login") or [""])[0].strip()
     return HostHardware(os_name, arch, ram, tuple(gpus), chip, wired, tuple(warnings), login,
-                        parse_accounts(output) if "users" in s else {}, daemon)
+                        parse_accounts(output) if "users" in s else {}, daemon, gfx)
 
 
 def _present(section: str, s: dict[str, list[str]]) -> bool:
@@ -269,26 +291,35 @@ def _nvidia(s: dict[str, list[str]], warnings: list[str]) -> list[Gpu]:
     return gpus
 
 
-def _amd(s: dict[str, list[str]], warnings: list[str]) -> list[Gpu]:
-    """rocm-smi's JSON: {"card0": {"VRAM Total Memory (B)": "17163091968", ...}, ...}."""
-    lines = _tool_lines("rocm-smi", "amd", "AMD", s, warnings)
-    if lines is None:
-        return []
+def _rocm_json(tool: str, lines: list[str]) -> dict:
+    """rocm-smi's --json output: an object (of cards), its numbers kept as text."""
     text = "\n".join(lines)
     try:
         # Numbers stay text (1e400, NaN, Infinity included), checked like every other number.
         cards = json.loads(text, parse_float=str, parse_constant=str)
     except json.JSONDecodeError as exc:
-        raise _fail("hardware", f"rocm-smi: not JSON ({exc.msg} at line {exc.lineno})",
+        raise _fail("hardware", f"{tool}: not JSON ({exc.msg} at line {exc.lineno})",
                     text[max(0, exc.pos - 40):exc.pos + 40]) from None
     except RecursionError as exc:  # nested deeper than the parser goes
-        raise _fail("hardware", f"rocm-smi: unreadable JSON ({type(exc).__name__})", text) from None
+        raise _fail("hardware", f"{tool}: unreadable JSON ({type(exc).__name__})", text) from None
     if not isinstance(cards, dict):
-        raise _fail("hardware", "rocm-smi: expected a JSON object of cards", text)
+        raise _fail("hardware", f"{tool}: expected a JSON object of cards", text)
+    return cards
+
+
+def _cards(cards: dict) -> list[tuple[str, Any]]:
+    """rocm-smi's cards (card0, card1, ...) in their numeric order; its other keys skipped."""
+    return sorted(((name, card) for name, card in cards.items() if CARD.fullmatch(name)),
+                  key=lambda item: int(item[0][4:]))
+
+
+def _amd(s: dict[str, list[str]], warnings: list[str]) -> list[Gpu]:
+    """rocm-smi's JSON: {"card0": {"VRAM Total Memory (B)": "17163091968", ...}, ...}."""
+    lines = _tool_lines("rocm-smi", "amd", "AMD", s, warnings)
+    if lines is None:
+        return []
     gpus = []
-    for name, card in sorted(cards.items()):
-        if not CARD.fullmatch(name):
-            continue
+    for name, card in _cards(_rocm_json("rocm-smi", lines)):
         total = card.get("VRAM Total Memory (B)") if isinstance(card, dict) else None
         value = total if type(total) is int else _whole(total) if isinstance(total, str) else None
         if value is None:
@@ -297,6 +328,64 @@ def _amd(s: dict[str, list[str]], warnings: list[str]) -> list[Gpu]:
         gpus.append(Gpu("amd", _in_range(f"rocm-smi {name}: VRAM Total Memory (B)", value, GPU_RANGE, str(value)),
                         name))
     return gpus
+
+
+def _kfd(s: dict[str, list[str]]) -> list[str]:
+    """The GPU nodes' gfx targets in node order, from `node <n> gfx_target_version <value>`
+    lines ending in `end` (a node without the key is skipped: kernels before it had none)."""
+    lines = _text_lines("KFD topology", s["kfd"])
+    if not lines or lines[-1].strip() != KFD_END:
+        raise _fail("hardware", "KFD topology: output cut short (no end line)")
+    nodes: dict[int, str] = {}
+    for number, line in enumerate(lines[:-1], 1):
+        match = KFD_LINE.fullmatch(line.strip())
+        if not match:
+            raise _fail("hardware", f"KFD topology line {number}: expected 'node <n> gfx_target_version <value>'", line)
+        node, value = int(match.group(1)), match.group(2)
+        if node in nodes:
+            raise _fail("hardware", f"KFD topology: node {node} listed twice", line)
+        if value is None or int(value) == 0:  # a CPU node, or a kernel too old to say
+            nodes[node] = ""
+            continue
+        gfx = gfx_from_kfd(int(value))
+        if gfx is None:
+            raise _fail("hardware", f"KFD topology node {node}: gfx_target_version {value} is no gfx target", line)
+        nodes[node] = gfx
+    return [nodes[n] for n in sorted(nodes) if nodes[n]]
+
+
+def _gfx_targets(amd: list[Gpu], kfd: list[str], s: dict[str, list[str]], warnings: list[str]) -> dict[str, str]:
+    """Each rocm-smi card's gfx target: the kernel's GPU nodes matched to the cards in order
+    (both enumerate the devices the same way), else rocm-smi's "GFX Version". Where neither
+    tells, the card has none here (the plan counts it and says so)."""
+    names = [g.name for g in amd]
+    if kfd:
+        if len(kfd) == len(names) or len(set(kfd)) == 1:
+            return dict(zip(names, kfd if len(kfd) == len(names) else kfd[:1] * len(names)))
+        warnings.append(f"the kernel lists {len(kfd)} AMD GPUs ({', '.join(kfd)}), rocm-smi {len(names)}: "
+                        "which card is which target is unknown")
+        return {}
+    if "amd-product" not in s:
+        return {}
+    status = _exit_status("rocm-smi --showproductname", "amd-product", s)
+    lines = _text_lines("rocm-smi --showproductname", s["amd-product"])
+    if status != 0:
+        warnings.append(f"rocm-smi --showproductname failed (exit {status}): {_excerpt(' '.join(lines))}")
+        return {}
+    cards = dict(_cards(_rocm_json("rocm-smi --showproductname", lines)))
+    targets = {}
+    for name in names:
+        card = cards.get(name)
+        value = card.get("GFX Version") if isinstance(card, dict) else None
+        if value is None or value == "N/A":  # rocm-smi before ROCm 6.1.1 does not print it
+            continue
+        if not isinstance(value, str) or not ROCM_GFX.fullmatch(value):
+            raise _fail("hardware", f"rocm-smi --showproductname {name}: GFX Version is not a gfx target",
+                        json.dumps(value))
+        gfx = gfx_from_rocm_smi(value)
+        if gfx is not None:
+            targets[name] = gfx
+    return targets
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 
+from .amd import plan_amd
 from .apple import GpuLimit, plan_limit
 from .facts import HardwareFact, HostHardware, Unreadable
 from . import summary
@@ -23,6 +24,10 @@ class HostPlan:
     error: str | None = None
     facts: HostHardware | None = None
     gpu_limit: GpuLimit | None = None  # Apple Silicon: the GPU memory limit now and after the deploy
+    # What the server's environment gains for the host's GPUs (an AMD card's HSA_OVERRIDE_GFX_VERSION,
+    # ...): the deploy writes it, the doctor expects it (ollama.common.server_environment).
+    gpu_environment: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # what the plan did that is no warning (an AMD card's override)
 
     def as_dict(self) -> dict[str, object]:
         base: dict[str, object] = {"host": self.host, "hardware": self.hardware}
@@ -31,6 +36,10 @@ class HostPlan:
             base["warnings"] = list(self.warnings)
         if self.gpu_limit is not None:
             base["gpu_memory_limit"] = self.gpu_limit.as_dict()
+        if self.gpu_environment:
+            base["gpu_environment"] = dict(self.gpu_environment)
+        if self.notes:
+            base["notes"] = list(self.notes)
         if self.error is not None:
             base["error"] = self.error
         return base
@@ -62,21 +71,30 @@ def plan_host(name: str, config: HostConfig, facts: HostHardware | Unreadable | 
 def plan_hardware(name: str, config: HostConfig, hw: Hardware, iogpu_daemon: bool = False,
                   facts: HostHardware | None = None) -> HostPlan:
     """Size the hardware as the deploy leaves it: on Apple Silicon with the GPU memory limit
-    the deploy sets (apple_gpu_memory), so the plan and the deploy agree. `localcode plan`'s
-    what-if machines come through here too. A limit the host's RAM cannot give fails this host."""
+    the deploy sets (apple_gpu_memory), with only the AMD cards Ollama will use (localcode/amd.py,
+    judged for the ollama_version the deploy installs), so the plan and the deploy agree.
+    `localcode plan`'s what-if machines come through here too. A limit the host's RAM cannot give
+    fails this host."""
     warnings = facts.warnings if facts else ()
+    amd = plan_amd(hw.gpus, facts.gfx_targets if facts else {}, config.ollama_version,
+                   own_override=config.ollama_environment.get("HSA_OVERRIDE_GFX_VERSION"),
+                   enabled=config.amd_gpu == "auto", read=facts is not None, floor=config.ollama_min_version,
+                   policy=config.policy())
+    described = describe(hw)
+    hw = replace(hw, gpus=tuple(g for g in hw.gpus if g.vendor != "amd" or g in amd.gpus))
+    warnings += amd.warnings
     limit = None
     if hw.apple_silicon:
         try:
             limit = plan_limit(config.apple_gpu_memory, hw.ram_bytes, (hw.wired_limit_bytes or 0) // MiB,
                                iogpu_daemon, config.policy().os_reserve_bytes)
         except ValueError as exc:
-            return HostPlan(name, describe(hw), None, error=str(exc), facts=facts)
+            return HostPlan(name, described, None, error=str(exc), facts=facts)
     elif config.apple_gpu_memory is not None:
         warnings += (f"apple_gpu_memory = {config.apple_gpu_memory!r} is ignored: not an Apple Silicon Mac",)
     decision = size(config, hw if limit is None else replace(hw, wired_limit_bytes=limit.wired_limit_bytes))
-    return HostPlan(name, describe(hw), decision, warnings + decision.warnings + config_warnings(config),
-                    facts=facts, gpu_limit=limit)
+    return HostPlan(name, described, decision, warnings + decision.warnings + config_warnings(config),
+                    facts=facts, gpu_limit=limit, gpu_environment=amd.environment, notes=amd.notes)
 
 
 def config_warnings(config: HostConfig) -> tuple[str, ...]:
@@ -123,6 +141,7 @@ def plan_lines(plan: HostPlan) -> list[str]:
                      f"{' (flash attention on)' if d.flash_attention else ''}; budget {gib(d.budget_bytes)}, "
                      f"need {gib(d.need_bytes)}, headroom {gib(d.headroom_bytes)}")
         lines.append(f"why: {d.reason}")
+    lines += [f"note: {n}" for n in plan.notes]
     lines += [f"warning: {w}" for w in plan.warnings]
     return lines
 
@@ -150,6 +169,8 @@ def table(plans: list[HostPlan]) -> str:
             out.append(f"{p.host}: {change}")
         if p.decision is not None:
             out.append(f"{p.host}: {p.decision.reason}")
+        for n in p.notes:
+            out.append(f"{p.host}: note: {n}")
         for w in p.warnings:
             out.append(f"{p.host}: warning: {w}")
     return "\n".join(out)

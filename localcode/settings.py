@@ -408,6 +408,12 @@ class HostConfig(BaseModel):
                     'RAM up to 36 GiB, 3/4 above); "auto" = RAM minus os_reserve_gib (at most RAM minus 2 GiB, '
                     "never below the default); or a size in GiB, at most RAM minus 2 GiB. Removing it restores "
                     "the default.")
+    amd_gpu: Literal["auto", "off"] = Field(
+        "auto",
+        description='AMD GPUs: "auto" counts each card Ollama\'s ROCm build runs, natively or with the '
+                    "HSA_OVERRIDE_GFX_VERSION the server then gets (localcode/amd_gfx.yaml; an "
+                    "HSA_OVERRIDE_GFX_VERSION in ollama_environment wins over the table); \"off\" sizes the host "
+                    "without them and hides them from Ollama (ROCR_VISIBLE_DEVICES=-1, OLLAMA_VULKAN=0).")
     compute_buffer_mib: int = Field(
         2048, ge=0, le=65536, description="llama.cpp compute graph; >= 0.30 uses batch 2048 above 32K")
     os_reserve_gib: float = Field(

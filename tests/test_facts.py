@@ -43,6 +43,59 @@ def test_amd_rocm_json():
     assert parse_hardware(out).gpus[0].vram_bytes == 17163091968
 
 
+def amd_host(*sections: str, cards: int = 1) -> list[str]:
+    """A Linux host with `cards` 16 GiB AMD cards (rocm-smi) and these further sections."""
+    memory = ", ".join(f'"card{i}": {{"VRAM Total Memory (B)": "17163091968"}}' for i in range(cards))
+    return [f"{M}uname", "Linux", "x86_64", f"{M}meminfo", "MemTotal: 32000000 kB", f"{M}amd", f"{{{memory}}}",
+            f"{M}amd-rc", "0", *sections]
+
+
+def kfd(*values: int) -> list[str]:
+    """The KFD topology as the fact prints it: node 0 the CPU, then the GPUs."""
+    return [f"{M}kfd", "node 0 gfx_target_version 0", *(f"node {i} gfx_target_version {v}"
+                                                          for i, v in enumerate(values, 1)), "end"]
+
+
+def product(*versions: str | None, rc: str = "0") -> list[str]:
+    cards = ", ".join(f'"card{i}": {{"Card Series": "Navi 23"' + (f', "GFX Version": "{v}"' if v else "") + "}"
+                      for i, v in enumerate(versions))
+    return [f"{M}amd-product", f"{{{cards}}}", f"{M}amd-product-rc", rc]
+
+
+def test_amd_gfx_targets_from_the_kernel_matched_to_the_cards_in_order():
+    hw = parse_hardware(amd_host(*kfd(100302, 110003), cards=2))
+    assert hw.gfx_targets == {"card0": "gfx1032", "card1": "gfx1103"} and not hw.warnings
+
+
+def test_amd_kfd_nodes_in_numeric_order_and_nodes_without_the_key():
+    out = amd_host(f"{M}kfd", "node 10 gfx_target_version 90012", "node 2 gfx_target_version 100301",
+                   "node 0", "node 1 gfx_target_version 0", "end", cards=2)
+    assert parse_hardware(out).gfx_targets == {"card0": "gfx1031", "card1": "gfx90c"}
+
+
+def test_amd_counts_that_differ_match_only_when_every_gpu_is_the_same():
+    assert parse_hardware(amd_host(*kfd(100302), cards=2)).gfx_targets == {"card0": "gfx1032", "card1": "gfx1032"}
+    hw = parse_hardware(amd_host(*kfd(100302, 110003, 110000), cards=2))
+    assert hw.gfx_targets == {} and "which card is which target is unknown" in hw.warnings[0]
+
+
+def test_amd_gfx_targets_from_rocm_smi_where_the_kernel_says_nothing():
+    assert parse_hardware(amd_host(*product("gfx1032"))).gfx_targets == {"card0": "gfx1032"}
+    # older rocm-smi prints a lossy decimal form: gfx90a as gfx9010, gfx1103 as gfx11003
+    assert parse_hardware(amd_host(*product("gfx9010", "gfx11003"), cards=2)).gfx_targets == \
+        {"card0": "gfx90a", "card1": "gfx1103"}
+    # rocm-smi before ROCm 6.1.1 has no GFX Version at all: the target stays unknown
+    assert parse_hardware(amd_host(*product(None))).gfx_targets == {}
+    assert parse_hardware(amd_host(*product("N/A"))).gfx_targets == {}
+    # the kernel wins where both answer (the host asks rocm-smi only when the kernel has nothing)
+    assert parse_hardware(amd_host(*kfd(100302), *product("gfx1100"))).gfx_targets == {"card0": "gfx1032"}
+
+
+def test_a_failing_product_query_leaves_the_target_unknown():
+    hw = parse_hardware(amd_host(*product("gfx1032", rc="2")))
+    assert hw.gfx_targets == {} and hw.gpus and "--showproductname failed (exit 2)" in hw.warnings[0]
+
+
 def test_apple_silicon_with_wired_limit():
     out = [f"{M}uname", "Darwin", "arm64", f"{M}darwin", str(48 * GiB), "Apple M4 Pro", "40960"]
     hw = parse_hardware(out)
@@ -75,6 +128,30 @@ def test_hardware_command_runs_here():
     hw = parse_hardware(output.splitlines())
     assert hw.os == "Linux" and hw.ram_bytes > GiB and hw.login == "root"
     assert hw.accounts["root"].home == "/root" and hw.accounts["nobody-here"] is None
+
+
+def test_hardware_command_reads_the_kfd_topology_and_asks_rocm_smi_only_without_it(tmp_path):
+    """The command's own KFD loop and fallback, against a fake topology tree and a fake rocm-smi
+    on PATH (the real paths are substituted: this machine has no AMD GPU)."""
+    nodes = tmp_path / "nodes"
+    for node, value in (("0", "0"), ("1", "100302"), ("10", "90012")):
+        (nodes / node).mkdir(parents=True)
+        (nodes / node / "properties").write_text(f"cpu_cores_count 0\ngfx_target_version {value}\nvendor_id 4098\n")
+    (tmp_path / "bin").mkdir()
+    smi = tmp_path / "bin/rocm-smi"
+    smi.write_text('#!/bin/sh\ncase "$*" in *showmeminfo*) '
+                   'echo \'{"card0": {"VRAM Total Memory (B)": "8573157376"}, "card1": {"VRAM Total Memory (B)": "536870912"}}\';; '
+                   '*) echo \'{"card0": {"GFX Version": "gfx1100"}, "card1": {"GFX Version": "gfx1100"}}\';; esac\n')
+    smi.chmod(0o755)
+    command = HardwareFact().command().replace("/sys/class/kfd/kfd/topology/nodes", str(nodes))
+    env = {"PATH": f"{tmp_path}/bin:/usr/bin:/bin"}
+    output = subprocess.run(["sh", "-c", command], capture_output=True, text=True, env=env).stdout
+    assert f"{M}amd-product" not in output  # rocm-smi's product names are not asked for
+    assert parse_hardware(output.splitlines()).gfx_targets == {"card0": "gfx1032", "card1": "gfx90c"}
+    command = HardwareFact().command().replace("/sys/class/kfd/kfd/topology/nodes", str(tmp_path / "absent"))
+    output = subprocess.run(["sh", "-c", command], capture_output=True, text=True, env=env).stdout
+    assert f"{M}kfd" not in output and parse_hardware(output.splitlines()).gfx_targets == {"card0": "gfx1100",
+                                                                                         "card1": "gfx1100"}
 
 
 def test_ollama_binary_and_server_versions_are_separate():

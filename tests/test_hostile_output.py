@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -174,6 +175,108 @@ def test_rocm_smi_accepts_numbers_and_text_in_range_and_skips_other_keys():
     text = ('{"card1": {"VRAM Total Memory (B)": 17163091968}, "card0": {"VRAM Total Memory (B)": "268435456"},'
             ' "system": {"Driver version": "6.8"}}')
     assert [g.vram_bytes for g in parse_hardware(linux(*amd(text))).gpus] == [256 * MiB, 17163091968]
+
+
+# The kernel's KFD topology (node lines as the fact prints them) and rocm-smi's product names:
+# each AMD card's gfx target. Garbage there fails the host, like garbage in the sizes.
+CARD = '{"card0": {"VRAM Total Memory (B)": "17163091968"}}'
+
+
+def kfd(*lines: str) -> list[str]:
+    return [f"{M}kfd", *lines]
+
+
+KFD = {
+    "no end line (cut short)": (["node 1 gfx_target_version 100302"], "KFD topology: output cut short"),
+    "empty": ([], "KFD topology: output cut short"),
+    "not a node line": (["gfx_target_version 100302", "end"], "KFD topology line 1: expected"),
+    "negative": (["node 1 gfx_target_version -100302", "end"], "KFD topology line 1: expected"),
+    "superscript": (["node 1 gfx_target_version 10030²", "end"], "non-ASCII"),
+    "arabic-indic digits": (["node 1 gfx_target_version ١٠٠٣٠٢", "end"], "non-ASCII"),
+    "non-UTF-8 (filtered on the host)": ([f"node 1 gfx_target_version 1003{DEL}2", "end"], "non-ASCII"),
+    "hex": (["node 1 gfx_target_version 0x18786", "end"], "KFD topology line 1: expected"),
+    "float": (["node 1 gfx_target_version 1e400", "end"], "KFD topology line 1: expected"),
+    "too many digits": (["node 1 gfx_target_version 1234567890", "end"], "KFD topology line 1: expected"),
+    "minor above 15": (["node 1 gfx_target_version 101600", "end"], "gfx_target_version 101600 is no gfx target"),
+    "stepping above 15": (["node 1 gfx_target_version 100316", "end"], "is no gfx target"),
+    "absurd major": (["node 1 gfx_target_version 990000", "end"], "is no gfx target"),
+    "node twice": (["node 1 gfx_target_version 100302", "node 1 gfx_target_version 110003", "end"],
+                   "node 1 listed twice"),
+    "trailing garbage": (["node 1 gfx_target_version 100302 extra", "end"], "KFD topology line 1: expected"),
+    "our marker inside": ([f"{M}kfd", "end"], "'kfd' appears 2 times"),
+    "thousands of nodes": ([f"node {i} gfx_target_version 100302" for i in range(300)] + ["end"],
+                           "301 lines of output"),
+}
+
+
+@pytest.mark.parametrize(("lines", "why"), KFD.values(), ids=KFD.keys())
+def test_hostile_kfd_topology(lines, why):
+    message = refused(linux(*amd(CARD), *kfd(*lines)))
+    assert why in message
+
+
+def product(text: str, rc: str = "0") -> list[str]:
+    return [f"{M}amd-product", *text.split("\n"), "", f"{M}amd-product-rc", rc]
+
+
+GFX_VERSION = {
+    "a number": ('{"card0": {"GFX Version": 1032}}', "GFX Version is not a gfx target: '1032'"),
+    "not a target": ('{"card0": {"GFX Version": "gfx10 32; rm -rf /"}}', "GFX Version is not a gfx target"),
+    "too long": ('{"card0": {"GFX Version": "gfx%s"}}' % ("1" * 300), "GFX Version is not a gfx target"),
+    "a list": ('{"card0": {"GFX Version": ["gfx1032"]}}', "GFX Version is not a gfx target"),
+    "non-ASCII": ('{"card0": {"GFX Version": "gfx1032²"}}', "non-ASCII"),
+    "not JSON": ("ERROR: GPU[0] : Unable to get GFX version", "rocm-smi --showproductname: not JSON"),
+    "a list of cards": ("[]", "expected a JSON object"),
+    "deep nesting": ("[" * 4000 + "\n" + "]" * 4000, "unreadable JSON"),
+}
+
+
+@pytest.mark.parametrize(("text", "why"), GFX_VERSION.values(), ids=GFX_VERSION.keys())
+def test_hostile_rocm_smi_product_names(text, why):
+    message = refused(linux(*amd(CARD), *product(text)))
+    assert message.startswith("hardware: rocm-smi --showproductname") and why in message
+
+
+def test_product_names_of_other_cards_and_unknown_forms_are_no_failure():
+    text = '{"card0": {"GFX Version": "gfx99999"}, "card7": {"GFX Version": 3}, "system": []}'
+    assert parse_hardware(linux(*amd(CARD), *product(text))).gfx_targets == {}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=40), st.builds("node {} gfx_target_version {}".format,
+                                                            st.integers(-5, 10**4), st.integers(-5, 10**7))),
+                max_size=6), st.booleans())
+def test_any_kfd_topology_parses_or_fails_the_host(lines, ended):
+    """Whatever the kernel (or something posing as it) prints: targets or a FactProcessError."""
+    try:
+        hw = parse_hardware(linux(*amd(CARD), *kfd(*lines, *(["end"] if ended else []))))
+    except FactProcessError as exc:
+        assert str(exc).isascii() and str(exc).isprintable() and SECRET not in str(exc)
+    else:
+        assert set(hw.gfx_targets) <= {"card0"}
+        assert all(re.fullmatch(r"gfx[0-9]{1,2}[0-9a-f]{2}", gfx) for gfx in hw.gfx_targets.values())
+
+
+def test_hostile_kfd_tree_on_this_machine(tmp_path):
+    """The real command over a topology tree whose properties carry bytes that are not UTF-8 and
+    endless nodes: refused (or capped) on the host, decoded without error here."""
+    nodes = tmp_path / "nodes"
+    (nodes / "1").mkdir(parents=True)
+    (nodes / "1" / "properties").write_bytes(b"gfx_target_version 1003\xff\xfe2\n")
+    command = HardwareFact().command(("root",)).replace("/sys/class/kfd/kfd/topology/nodes", str(nodes))
+    raw = subprocess.run(["sh", "-c", command], capture_output=True, timeout=60).stdout
+    lines = [line.decode("utf-8") for line in raw.splitlines()]
+    assert f"node 1 gfx_target_version 1003{DEL}{DEL}2" in lines
+    for i in range(2, 4000):  # more nodes than the cap lets through: cut, and refused as cut
+        (nodes / str(i)).mkdir()
+        (nodes / str(i) / "properties").write_text(f"gfx_target_version {'1' * 9}\n")
+    raw = subprocess.run(["sh", "-c", command], capture_output=True, timeout=60).stdout
+    lines = [line.decode("utf-8") for line in raw.splitlines()]
+    assert len(raw) < 200_000 and "end" not in lines[lines.index(f"{M}kfd"):]
+    kfd_only = [f"{M}uname", "Linux", "x86_64", f"{M}meminfo", "MemTotal: 65536000 kB"]
+    kfd_only += lines[lines.index(f"{M}kfd"):lines.index(f"{M}login")]
+    result = HardwareFact().process(kfd_only)
+    assert isinstance(result, Unreadable) and ("cut short" in result.message or "lines of output" in result.message)
 
 
 RAM = {

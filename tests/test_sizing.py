@@ -256,3 +256,48 @@ def grow(hw: Hardware, ram: int, vram: int) -> Hardware:
 def test_monotone_in_memory(hw, more_ram, more_vram):
     before, after = decide(hw, MODELS, POLICY), decide(grow(hw, more_ram, more_vram), MODELS, POLICY)
     assert outcome(after) >= outcome(before), (before.reason, after.reason)
+
+
+# AMD cards (localcode/amd.py): the sizing counts only the cards Ollama's ROCm build will use.
+from localcode.amd import gfx_table, judge, plan_amd  # noqa: E402  (this section's own)
+
+_TABLE = gfx_table()
+AMD_TARGETS = st.one_of(st.none(), st.sampled_from(sorted(
+    {t for row in _TABLE.native for t in row.targets} | set(_TABLE.overrides) | set(_TABLE.no_gpu)
+    | {"gfx1013", "gfx1152", "gfx1200"})))
+amd_host = st.builds(
+    lambda ram, cards: (Hardware(ram * GiB, tuple(Gpu("amd", v * GiB, f"card{i}") for i, (v, _) in enumerate(cards))),
+                        {f"card{i}": gfx for i, (_, gfx) in enumerate(cards) if gfx}),
+    st.integers(8, 512), st.lists(st.tuples(st.integers(1, 96), AMD_TARGETS), min_size=1, max_size=4))
+OLLAMA_VERSIONS = st.sampled_from(["0.14.3", "0.18.0", "0.30.0", "0.31.2"])
+
+
+def planned(hw: Hardware, targets: dict[str, str], version: str) -> Hardware:
+    """The hardware sizing sees: only the AMD cards the plan keeps (as plan.plan_hardware does)."""
+    return replace(hw, gpus=plan_amd(hw.gpus, targets, version, policy=POLICY).gpus)
+
+
+@settings(max_examples=300, deadline=None)
+@given(amd_host, OLLAMA_VERSIONS)
+def test_a_card_ollama_skips_never_adds_budget(host, version):
+    """Whatever its target: a card the rule finds unusable changes nothing when taken away, and
+    the planned hardware keeps need <= budget and num_ctx >= 64K."""
+    hw, targets = host
+    d = decide(planned(hw, targets, version), MODELS, POLICY)
+    for gpu in hw.gpus:
+        if not judge(targets.get(gpu.name), version).usable:
+            without = replace(hw, gpus=tuple(g for g in hw.gpus if g != gpu))
+            assert decide(planned(without, targets, version), MODELS, POLICY) == d, gpu
+    if d.model is not None:
+        assert d.need_bytes <= d.budget_bytes and d.num_ctx >= 65536
+
+
+@settings(max_examples=300, deadline=None)
+@given(amd_host, OLLAMA_VERSIONS, st.integers(0, 256), st.integers(0, 64))
+def test_monotone_in_memory_with_amd_targets(host, version, more_ram, more_vram):
+    hw, targets = host
+    grown = Hardware(hw.ram_bytes + more_ram * GiB, tuple(replace(g, vram_bytes=g.vram_bytes + more_vram * GiB)
+                                                          for g in hw.gpus))
+    before = decide(planned(hw, targets, version), MODELS, POLICY)
+    after = decide(planned(grown, targets, version), MODELS, POLICY)
+    assert outcome(after) >= outcome(before), (before.reason, after.reason)

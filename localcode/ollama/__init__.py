@@ -33,7 +33,8 @@ def install(config: HostConfig, host_plan: HostPlan, observed: dict) -> OllamaSt
             failure(name="Unsupported host", message=f"no Ollama Linux release for architecture {facts.arch}")
             return state
         rocm = any(g.vendor == "amd" for g in facts.gpus)
-        install_linux(config, host_plan.decision, ARCHES[facts.arch], rocm, observed, state, layout)
+        install_linux(config, host_plan.decision, ARCHES[facts.arch], rocm, observed, state, layout,
+                      host_plan.gpu_environment)
     elif facts.os == "Darwin":
         install_macos(config, host_plan, state, observed)
     else:

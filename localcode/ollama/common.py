@@ -4,7 +4,7 @@ decision and the check of the *running* server's version."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,9 +86,12 @@ def install_release(url_template: str, version: str, files: list[str], dest: str
         yield command("rm", "-f", *(f"{sources.HOST_CACHE}/{path}" for path in staged))
 
 
-def server_environment(config: HostConfig, decision: Decision) -> dict[str, str]:
+def server_environment(config: HostConfig, decision: Decision,
+                       gpu_environment: Mapping[str, str] | None = None) -> dict[str, str]:
     """The service's environment: loopback by default, the sizing's KV cache type (a quantized
-    one needs flash attention forced on), no cloud models on air-gapped hosts."""
+    one needs flash attention forced on), no cloud models on air-gapped hosts, and what the plan
+    decided for the host's GPUs (HostPlan.gpu_environment: HSA_OVERRIDE_GFX_VERSION for an AMD
+    card Ollama's ROCm build lacks, ...). The host's own ollama_environment wins over all of it."""
     env = {
         "OLLAMA_HOST": config.ollama_host,
         "OLLAMA_KEEP_ALIVE": config.ollama_keep_alive,
@@ -99,6 +102,7 @@ def server_environment(config: HostConfig, decision: Decision) -> dict[str, str]
         env["OLLAMA_KV_CACHE_TYPE"] = decision.kv_cache_type
     if config.network == "airgapped":
         env["OLLAMA_NO_CLOUD"] = "1"
+    env.update(gpu_environment or {})
     env.update(config.ollama_environment)
     return dict(sorted(env.items()))
 

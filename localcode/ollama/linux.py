@@ -172,12 +172,13 @@ def unit(config: HostConfig) -> bytes:
                   writable=[unit_path(p) for p in writable], home_store=unit_path(store) if in_home else None)
 
 
-def linux_files(config: HostConfig, decision: Decision) -> list[ManagedFile]:
-    """Our systemd unit and its drop-in with the server environment."""
+def linux_files(config: HostConfig, decision: Decision, gpu_environment: dict[str, str] | None = None
+                ) -> list[ManagedFile]:
+    """Our systemd unit and its drop-in with the server environment (with the plan's GPU part)."""
     return [
         ManagedFile(UNIT, unit(config), "0644"),
-        ManagedFile(DROPIN, render("ollama-environment.conf.j2", environment=server_environment(config, decision)),
-                    "0644"),
+        ManagedFile(DROPIN, render("ollama-environment.conf.j2",
+                                   environment=server_environment(config, decision, gpu_environment)), "0644"),
     ]
 
 
@@ -228,9 +229,9 @@ def enabled_and_running(layout: OllamaLayout):
 
 
 def install_linux(config: HostConfig, decision: Decision, arch: str, rocm: bool, observed: dict,
-                  state: OllamaState, layout: OllamaLayout) -> None:
+                  state: OllamaState, layout: OllamaLayout, gpu_environment: dict[str, str] | None = None) -> None:
     """The Linux steps, in order; restarts are driven by what changed. Decisions use the state
-    observed when the deploy started."""
+    observed when the deploy started; `gpu_environment` is the plan's (HostPlan.gpu_environment)."""
     choice = version_choice(config, decision, state)
     host.log(f"ollama: {choice.reason}")
     for warning in choice.warnings:
@@ -252,7 +253,7 @@ def install_linux(config: HostConfig, decision: Decision, arch: str, rocm: bool,
         summary.change(host, f"Ollama {state.binary_version or 'none'} -> {choice.version}", changed[-1])
     unit_files = [ensure_file(name=f"Ollama {'unit' if f.path == UNIT else 'server environment'}", path=f.path,
                               content=f.content, mode=f.mode, observed=observed.get(f.path))
-                  for f in linux_files(config, decision)]
+                  for f in linux_files(config, decision, gpu_environment)]
     changed += unit_files
     systemd.daemon_reload(name="Reload systemd units", _if=lambda: any(op.did_change() for op in unit_files))
     restart = systemd.service(name="Restart Ollama (binary, unit or environment changed)", service="ollama.service",

@@ -185,7 +185,7 @@ def install_macos(config: HostConfig, host_plan: HostPlan, state: OllamaState, o
         failure(name="Ollama LaunchAgent", message=f"{host.name}: user {owner}: {agent} {refusal}: refusing to edit it")
         return
     content = render("com.localcode.ollama.plist.j2", label=LABEL, binary=binary,
-                     environment=server_environment(config, decision), log=f"{home}/Library/Logs/localcode-ollama.log")
+                     environment=server_environment(config, decision, host_plan.gpu_environment), log=f"{home}/Library/Logs/localcode-ollama.log")
     plist = write_text(name="Ollama LaunchAgent", path=agent, text=content.decode(), before=before,
                        why="the Ollama LaunchAgent", run_as=tuple(as_account("Darwin", owner)), _sudo=True)
     agent_reload(name="Reload the Ollama LaunchAgent (plist, binary or GPU memory limit changed)", plist=agent,

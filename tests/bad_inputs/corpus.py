@@ -36,6 +36,8 @@ CASES: list[tuple[str, dict, str]] = [
     ("gpu-memory-mib", {"apple_gpu_memory": 24576}, "apple_gpu_memory = 24576: expected None"),
     ("gpu-memory-text", {"apple_gpu_memory": "16GB"}, "apple_gpu_memory = '16GB': expected None"),
     ("gpu-memory-bool", {"apple_gpu_memory": True}, "apple_gpu_memory = True: expected None"),
+    ("amd-gpu-value", {"amd_gpu": "on"}, "amd_gpu = 'on': Input should be 'auto' or 'off'"),
+    ("amd-gpu-bool", {"amd_gpu": False}, "amd_gpu = False: Input should be 'auto' or 'off'"),
     # unknown keys
     ("unknown-key", {"modle": "qwen3-coder:30b"}, "modle = 'qwen3-coder:30b': unknown key (did you mean 'model'?)"),
     ("unknown-key-typo", {"ollama_verison": "0.30.0"}, "ollama_verison"),
