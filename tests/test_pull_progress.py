@@ -54,10 +54,10 @@ def test_a_big_pull_prints_bounded_progress(registry_with_a_big_model):
         server.stop()
     lines = done.stdout.splitlines()
     assert done.returncode == 0, done.stderr
-    assert lines[0] == f"{MODEL}: pulling 0.2 GB", lines
-    assert re.fullmatch(rf"{re.escape(MODEL)}: pulled 0\.2 GB in \d+s \(\d+\.\d MB/s\)", lines[-1]), lines
+    assert lines[0] == f"{MODEL}: pulling 209 MB", lines
+    assert re.fullmatch(rf"{re.escape(MODEL)}: pulled 209 MB in \d+s \(\d+\.\d MB/s\)", lines[-1]), lines
     middle = lines[1:-1]
-    assert len(middle) <= 9 and all(re.fullmatch(rf"{re.escape(MODEL)}: [1-9]0% of 0\.2 GB", m) for m in middle), lines
+    assert len(middle) <= 9 and all(re.fullmatch(rf"{re.escape(MODEL)}: [1-9]0% of 209 MB", m) for m in middle), lines
     assert [int(m.split()[1].rstrip("%")) for m in middle] == sorted({int(m.split()[1].rstrip("%")) for m in middle})
 
 
