@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 
 from pyinfra import host
+from pyinfra.api import operation
 
 from .facts import Account, AccountsFact, HostHardware
 from .ops import failure
@@ -328,18 +329,29 @@ def wire(config: HostConfig, decision: Decision, facts: HostHardware, observed: 
         try:
             edits = user_edits(config, decision, account, existing)
         except JsonEditError as exc:
-            failure(name="Developer settings", message=f"{host.name}: user {name}: {exc}")
-            continue
-        roots = (account.home, *config.claude_projects.get(name, ()))
-        for edit in edits:
-            before = existing.get(edit.path, MISSING)
-            refusal = editable(before, account.uid, roots)
-            if refusal:
-                failure(name=f"Developers: {edit.why}", message=f"{host.name}: user {name}: {edit.path} {refusal}: "
-                                                            f"refusing to edit it; fix or remove it, then re-run")
-                continue
-            if before.text != edit.text:
-                host.log(f"{name}: {edit.why} -> {edit.path}")
-            written = write_text(name=f"Developers: {edit.why}", path=edit.path, text=edit.text, before=before,
-                                 why=edit.why, run_as=tuple(as_account(facts.os, name)))
-            summary.change(host, f"wired {name}", written)
+            edits, refusals = [], [f"{host.name}: user {name}: {exc}"]
+        else:
+            roots = (account.home, *config.claude_projects.get(name, ()))
+            refusals = [f"{host.name}: user {name}: {edit.path} {why}: refusing to edit it; fix or remove it, "
+                        f"then re-run" for edit in edits
+                        if (why := editable(existing.get(edit.path, MISSING), account.uid, roots))]
+        writes = [(edit, existing.get(edit.path, MISSING)) for edit in edits]
+        stale = [edit for edit, before in writes if before.text != edit.text]
+        for edit in stale:
+            host.log(f"{name}: {edit.why} -> {edit.path}")
+        # One operation per developer: every host's nth developer shares a row of pyinfra's results
+        # table, and "Developer files" is true of each of them.
+        wired = developer_files(name="Developer files", writes=writes, refusals=refusals,
+                                run_as=tuple(as_account(facts.os, name)))
+        summary.change(host, f"wired {name} ({len(stale)} files)" if len(stale) > 1 else f"wired {name}", wired)
+
+
+@operation()
+def developer_files(writes: list[tuple[Edit, FileState]], refusals: list[str], run_as: tuple[str, ...]):
+    """A developer's files, each written (as the developer) only when its text changes; a file we
+    refuse to edit fails the host before any of them is written."""
+    if refusals:
+        yield from failure._inner(message="\n".join(refusals))
+        return
+    for edit, before in writes:
+        yield from write_text._inner(path=edit.path, text=edit.text, before=before, why=edit.why, run_as=run_as)
