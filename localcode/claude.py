@@ -3,7 +3,11 @@
 Native (default): the release binary for the host's platform, checked against the sha256 and
 size in that release's manifest.json, in `/usr/local/lib/localcode/claude/<version>/claude`
 with `/usr/local/bin/claude` pointing at it (on every user's PATH). Alternatives: `npm` (the
-pinned wrapper and platform packages, Node >= 22 checked) and, on macOS, the Homebrew cask."""
+pinned wrapper and platform packages, Node >= 22 checked) and, on macOS, the Homebrew cask.
+
+On macOS, where SSH's PATH has neither /usr/local/bin nor Homebrew's prefix, Claude Code, node
+and npm are named by their absolute paths, and Homebrew's brew and npm run as the owner of its
+repository (brew refuses root; npm -g as root would leave root's files in that prefix)."""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from pyinfra.operations import brew
 
 from .facts import MARK, HostHardware, sections
 from . import helper_scripts, sources, summary
-from .ollama.macos import brew_environment
+from .ollama.macos import Homebrew, homebrew_command, parse_homebrew
 from .ops import failure, switch_link
 from .settings import HostConfig
 from .shell import command
@@ -34,32 +38,47 @@ POLICY_OVERRIDES = {"CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", "CLAUDE
                     "ANTHROPIC_DEFAULT_SONNET_MODEL", "ANTHROPIC_DEFAULT_HAIKU_MODEL", "CLAUDE_CODE_SUBAGENT_MODEL"}
 PLATFORMS = {("Linux", "x86_64"): "linux-x64", ("Linux", "aarch64"): "linux-arm64",
              ("Darwin", "arm64"): "darwin-arm64", ("Darwin", "x86_64"): "darwin-x64"}
+# Claude Code on a Mac: our link, then the cask's or npm's in Homebrew's prefix (on an Intel Mac
+# that is /usr/local/bin/claude, our link's own path).
+MAC_CLAUDE = (BIN_LINK, "/opt/homebrew/bin/claude")
+
+
+def mac_claude() -> str:
+    """Shell that sets $c to the first Claude Code of MAC_CLAUDE there is (empty: none)."""
+    return "c=; for b in " + " ".join(MAC_CLAUDE) + '; do [ -x "$b" ] && c=$b && break; done'
 
 
 @dataclass(frozen=True)
 class ClaudeInstall:
-    version: str | None          # what `claude --version` on PATH reports
+    version: str | None          # what `claude --version` reports (on a Mac, the first of MAC_CLAUDE)
     link: str | None             # where /usr/local/bin/claude points
     releases: tuple[str, ...]
     node_major: int | None
     musl: bool
+    homebrew: Homebrew | None = None  # macOS
 
 
 class ClaudeInstallFact(FactBase):
-    """The Claude Code on PATH, our release layout, Node's major version and the libc: one trip."""
+    """The Claude Code installed (on PATH; on a Mac the first of MAC_CLAUDE), our release layout,
+    Node's major version and the libc, and on a Mac Homebrew (whose node it is there): one trip."""
 
     def default(self) -> ClaudeInstall:
         return ClaudeInstall(None, None, (), None, False)
 
-    def command(self) -> str:
+    def command(self, os_name: str) -> str:
+        mac = os_name == "Darwin"
+        other = f'{mac_claude()}; [ -n "$c" ] && "$c" --version 2>/dev/null' if mac else "claude --version 2>/dev/null"
+        readlink = "/usr/bin/readlink" if mac else "readlink"
         return "; ".join([
+            *(homebrew_command() if mac else []),
             # Our own install names its version in the link; only another one is asked (slow start).
-            f"echo {MARK}version; l=$(readlink {BIN_LINK} 2>/dev/null); case \"$l\" in {BASE}/*/claude) "
-            f"v=${{l#{BASE}/}}; echo \"${{v%%/*}}\" ;; *) claude --version 2>/dev/null ;; esac",
-            f"echo {MARK}link; readlink {BIN_LINK} 2>/dev/null",
+            f"echo {MARK}version; l=$({readlink} {BIN_LINK} 2>/dev/null); case \"$l\" in {BASE}/*/claude) "
+            f"v=${{l#{BASE}/}}; echo \"${{v%%/*}}\" ;; *) {other} ;; esac",
+            f"echo {MARK}link; {readlink} {BIN_LINK} 2>/dev/null",
             f"echo {MARK}releases; for d in {BASE}/*/; do [ -x \"$d/claude\" ] && basename \"$d\"; done 2>/dev/null",
-            f"echo {MARK}node; node --version 2>/dev/null",
-            f"echo {MARK}musl; ldd --version 2>&1 | grep -qi musl && echo yes",
+            f"echo {MARK}node; " + ('[ -n "$p" ] && [ -x "$p/bin/node" ] && "$p/bin/node" --version 2>/dev/null'
+                                    if mac else "node --version 2>/dev/null"),
+            *([] if mac else [f"echo {MARK}musl; ldd --version 2>&1 | grep -qi musl && echo yes"]),
             "true",
         ])
 
@@ -69,7 +88,7 @@ class ClaudeInstallFact(FactBase):
         node = next((line.strip().lstrip("v").split(".")[0] for line in s.get("node", []) if line.strip()), "")
         return ClaudeInstall(version, next((x for x in s.get("link", []) if x), None),
                              tuple(x for x in s.get("releases", []) if x),
-                             int(node) if node.isdigit() else None, bool(s.get("musl")))
+                             int(node) if node.isdigit() else None, bool(s.get("musl")), parse_homebrew(s))
 
 
 def platform(facts: HostHardware, musl: bool) -> str | None:
@@ -100,9 +119,10 @@ def native(version: str, platform_: str, url_template: str, state: ClaudeInstall
 
 
 @operation()
-def npm(version: str, registry: str | None, state: ClaudeInstall):
-    """The pinned npm packages (the wrapper pulls the platform binary package). Ours rather than
-    pyinfra's npm.packages: its NpmPackages fact (pyinfra 3.10) does not parse scoped names such as
+def npm(version: str, registry: str | None, state: ClaudeInstall, program: str = "npm"):
+    """The pinned npm packages (the wrapper pulls the platform binary package), with `program`
+    (on a Mac Homebrew's npm, run as the owner of its prefix). Ours rather than pyinfra's
+    npm.packages: its NpmPackages fact (pyinfra 3.10) does not parse scoped names such as
     @anthropic-ai/claude-code, so it would install again on every run, after one more round trip
     (`npm list -g`)."""
     if state.version == version:
@@ -116,19 +136,25 @@ def npm(version: str, registry: str | None, state: ClaudeInstall):
     args = ["install", "-g", f"@anthropic-ai/claude-code@{version}"]
     if registry:
         args += ["--registry", registry]
-    yield command("npm", *args)
+    yield command(program, *args)
 
 
 @operation()
-def reports_version(version: str):
-    """`claude --version` on PATH must print the pinned version (run when an install changed
-    something or the version observed at the start was another)."""
+def reports_version(version: str, os_name: str):
+    """`claude --version` (on PATH; on a Mac the first of MAC_CLAUDE) must print the pinned
+    version (run when an install changed something or the version observed at the start was
+    another)."""
+    if os_name == "Darwin":
+        yield command("/bin/sh", "-c", mac_claude() + '; v=$([ -n "$c" ] && "$c" --version 2>/dev/null | '
+                      '/usr/bin/cut -d" " -f1); [ "$v" = "$1" ] || { echo "claude --version reports ${v:-nothing}, '
+                      'expected $1" >&2; exit 1; }', "localcode", version)
+        return
     yield command("sh", "-c", 'v=$(claude --version 2>/dev/null | cut -d" " -f1); [ "$v" = "$1" ] || '
                   '{ echo "claude --version reports ${v:-nothing}, expected $1" >&2; exit 1; }', "localcode", version)
 
 
 def install(config: HostConfig, facts: HostHardware, owned: dict) -> None:
-    state = host.get_fact(ClaudeInstallFact)
+    state = host.get_fact(ClaudeInstallFact, os_name=facts.os)
     method = config.claude_install_method
     installed = None
     if method == "native":
@@ -141,25 +167,29 @@ def install(config: HostConfig, facts: HostHardware, owned: dict) -> None:
         installed = native(name="Claude Code release (verified)", version=config.claude_version,
                            platform_=target, url_template=template, state=state, os_name=facts.os,
                            bundle_dir=config.bundle_dir if config.claude_source == "bundle" else None)
+    elif facts.os == "Darwin" and state.homebrew is None:
+        failure(name="Claude Code (Homebrew)", message=f"claude_install_method {method} on macOS needs Homebrew "
+                                                        "(its cask, or its node and npm): it is not installed")
+        return
     elif method == "npm":
+        # On a Mac: Homebrew's npm as the owner of its prefix, where npm -g installs.
+        on_mac = {"program": f"{state.homebrew.prefix}/bin/npm", **state.homebrew.arguments()} if state.homebrew else {}
         installed = npm(name="Claude Code (npm)", version=config.claude_version,
-                        registry=config.claude_npm_registry, state=state)
-    elif facts.os != "Darwin" or not config.developer_users:
-        failure(name="Claude Code cask", message="claude_install_method brew needs macOS and a developer user "
-                                                  "(Homebrew runs as a user, never as root)")
+                        registry=config.claude_npm_registry, state=state, **on_mac)
+    elif facts.os != "Darwin":
+        failure(name="Claude Code cask", message="claude_install_method brew needs macOS with Homebrew")
         return
     elif state.version != config.claude_version:
-        # The cask, installed or upgraded only when another version is on PATH (its version is
-        # Homebrew's, checked against the pin below), as the developer: Homebrew refuses root.
-        # pyinfra's brew.casks reads `brew --version` and the installed casks: two round trips,
-        # on those runs alone.
-        brew_bin = "/opt/homebrew/bin/brew" if facts.arch == "arm64" else "/usr/local/bin/brew"
+        # The cask, installed or upgraded only when another version is found (its version is
+        # Homebrew's, checked against the pin below), as the owner of Homebrew's repository:
+        # Homebrew refuses root. pyinfra's brew.casks reads `brew --version` and the installed
+        # casks: two round trips, on those runs alone.
         installed = brew.casks(name="Claude Code (Homebrew cask)", casks=["claude-code"], latest=True,
-                               _env=brew_environment(brew_bin), _sudo=True, _sudo_user=config.developer_users[0],
-                               _use_sudo_login=True)
+                               **state.homebrew.arguments())
     if installed is not None:
         summary.change(host, f"Claude Code {state.version or 'none'} -> {config.claude_version}", installed)
     reports_version(name="claude --version reports the pinned version", version=config.claude_version,
+                    os_name=facts.os,
                     _if=lambda: (installed is not None and installed.did_change())
                     or state.version != config.claude_version)
     no_self_updates(facts.os, owned)

@@ -20,9 +20,10 @@ from pyinfra.api import FactBase
 from pyinfra.api.exceptions import FactProcessError
 
 from .apple import GpuLimit
+from .claude import mac_claude
 from .facts import MARK, OllamaFact, OllamaState, ShownModel, Unreadable, parse_ollama, sections
 from .ollama.common import server_environment
-from .ollama.macos import LABEL, agent_owner, launch_agent
+from .ollama.macos import LABEL, LAUNCHCTL, LAUNCHD_LOG, agent_owner, launch_agent
 from .plan import HostPlan
 from .settings import HostConfig
 from .sizing import Decision, gib
@@ -42,6 +43,10 @@ SMOKE_TOOL = {"name": "get_weather", "description": "Get the current weather for
               "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
 # The bind is judged where the server really listens (the loopback check), not in its environment.
 BIND = "OLLAMA_HOST"
+# The tools the doctor runs on a Mac, by their absolute paths: SSH's PATH there is
+# /usr/bin:/bin:/usr/sbin:/sbin (docs/notes/macos.md).
+MAC_TOOLS = {"launchctl": LAUNCHCTL, "netstat": "/usr/sbin/netstat", "curl": "/usr/bin/curl", "su": "/usr/bin/su",
+             "tail": "/usr/bin/tail"}
 
 
 @dataclass
@@ -78,10 +83,13 @@ def smoke_body(model: str) -> str:
 @dataclass(frozen=True)
 class Service:
     """The Ollama service as its manager reports it: systemd's `is-active` answer, or the
-    LaunchAgent's launchd state ("not loaded" when launchd does not know it)."""
+    LaunchAgent's launchd state ("not loaded" when launchd does not know it), with whether its
+    owner has a GUI session (the gui/<uid> domain the agent loads into) and its plist exists."""
 
     manager: str  # "systemd" | "launchd"
     state: str
+    session: bool = True
+    installed: bool = True
 
     @property
     def running(self) -> bool:
@@ -89,7 +97,8 @@ class Service:
 
     @property
     def log(self) -> str:
-        return "journalctl -u ollama" if self.manager == "systemd" else "~/Library/Logs/localcode-ollama.log"
+        return ("journalctl -u ollama" if self.manager == "systemd"
+                else f"~/Library/Logs/localcode-ollama.log; launchd: {LAUNCHD_LOG}")
 
 
 @dataclass(frozen=True)
@@ -229,20 +238,30 @@ class DoctorFact(FactBase):
                 deep_alias: str | None = None) -> str:
         url = f"http://{api}"
         parts = [OllamaFact().command(api=api, show=(derived,))]
-        if os_name == "Darwin":
-            domain = f"gui/{owner_uid}/{LABEL}"
-            parts += [f"echo {MARK}service:launchd; " + (f"launchctl print {sh_quote(domain)} 2>/dev/null"
+        mac = os_name == "Darwin"
+
+        def tool(name: str) -> str:
+            return MAC_TOOLS[name] if mac else name
+
+        if mac:
+            # The owner's GUI domain (it exists while they are logged in at the Mac's screen) and
+            # our agent in it.
+            domain, service = f"gui/{owner_uid}", f"gui/{owner_uid}/{LABEL}"
+            parts += [f"echo {MARK}session; " + (f"{LAUNCHCTL} print {sh_quote(domain)} >/dev/null 2>&1 && echo yes"
+                                                 if owner_uid is not None else "true"),
+                      f"echo {MARK}service:launchd; " + (f"{LAUNCHCTL} print {sh_quote(service)} 2>/dev/null"
                                                          if owner_uid is not None else "true"),
-                      f"echo {MARK}listen:netstat; netstat -anp tcp 2>/dev/null",
+                      f"echo {MARK}listen:netstat; {tool('netstat')} -anp tcp 2>/dev/null",
                       f"echo {MARK}env:launchd; printf '%s\\n' {sh_quote(agent or '')}"]
         else:
             parts += [f"echo {MARK}service:systemd; systemctl is-active ollama 2>/dev/null",
                       f"echo {MARK}listen:ss; ss -Hltn 2>/dev/null",
                       f"echo {MARK}env:systemd; systemctl show ollama -p Environment --value 2>/dev/null"]
         parts += [
-            f"echo {MARK}smoke; curl -sN --max-time 120 -X POST -H 'content-type: application/json' "
+            f"echo {MARK}smoke; {tool('curl')} -sN --max-time 120 -X POST -H 'content-type: application/json' "
             f"-H 'anthropic-version: 2023-06-01' -d {sh_quote(smoke_body(derived))} {sh_quote(url + '/v1/messages')}",
-            f"echo; echo {MARK}claude; claude --version 2>/dev/null",
+            f"echo; echo {MARK}claude; " + (f'{mac_claude()}; [ -n "$c" ] && "$c" --version 2>/dev/null' if mac
+                                             else "claude --version 2>/dev/null"),
             FilesFact().command(accounts=accounts),  # as each developer, like the deploy
         ]
         for user in users if deep_alias else ():
@@ -250,10 +269,10 @@ class DoctorFact(FactBase):
             # Names only (values may be secrets) of the cloud settings the developer's login
             # environment carries, as their own shell loads it.
             names = "env | cut -d= -f1 | grep -E " + sh_quote(CLOUD_NAMES)
-            parts.append(f"echo {MARK}cloud-env:{sh_quote(user)}; su - {sh_quote(user)} -c "
+            parts.append(f"echo {MARK}cloud-env:{sh_quote(user)}; {tool('su')} - {sh_quote(user)} -c "
                          f"{sh_quote('exec $SHELL -lic ' + sh_quote(names))} 2>/dev/null")
-            parts.append(f"echo {MARK}deep:{sh_quote(user)}; su - {sh_quote(user)} -c {sh_quote('exec $SHELL -lic ' + cmd)} "
-                         "2>/dev/null | tail -n 1")
+            parts.append(f"echo {MARK}deep:{sh_quote(user)}; {tool('su')} - {sh_quote(user)} -c "
+                         f"{sh_quote('exec $SHELL -lic ' + cmd)} 2>/dev/null | {tool('tail')} -n 1")
         return "; ".join(parts + ["true"])
 
     def process(self, output: list[str]) -> Gathered:
@@ -268,9 +287,10 @@ def parse_doctor(output: list[str]) -> Gathered:
     except FactProcessError as exc:
         ollama = Unreadable(str(exc))
     if "service:launchd" in s:
-        service = Service("launchd", parse_launchd_state(s["service:launchd"]))
-        listeners = parse_netstat(s.get("listen:netstat", []))
         agent = next((line for line in s.get("env:launchd", []) if line), "")
+        service = Service("launchd", parse_launchd_state(s["service:launchd"]), session=bool(s.get("session")),
+                          installed=files.get(agent, MISSING).exists)
+        listeners = parse_netstat(s.get("listen:netstat", []))
         environment = parse_plist_environment(agent, files.get(agent, MISSING))
     else:
         service = Service("systemd", next((line.strip() for line in s.get("service:systemd", []) if line.strip()),
@@ -291,10 +311,17 @@ def parse_doctor(output: list[str]) -> Gathered:
 # The checks: pure, one each, from parsed facts and what the deploy would write.
 
 def service_check(service: Service) -> Check:
+    """The service runs. On a Mac whose LaunchAgent owner is not logged in at the GUI, an
+    installed agent is a warning, not a failure: nothing is broken (launchd loads it at their
+    next login), but nothing that needs the server could be checked either."""
     if service.manager == "systemd":
         detail, remedy = f"ollama service {service.state}", "systemctl enable --now ollama; see journalctl -u ollama"
+    elif not service.session and service.installed:
+        return Check("service", WARN, f"LaunchAgent {LABEL} installed; it loads at its owner's next GUI login "
+                                      "(nobody is logged in at the Mac's screen as that user now)",
+                     "log in as that user at the Mac (or through Fast User Switching), then run the doctor again")
     else:
-        detail, remedy = (f"LaunchAgent {LABEL} {service.state}",
+        detail, remedy = (f"LaunchAgent {LABEL} {service.state if service.installed else 'not installed'}",
                           f"redeploy (it bootstraps the LaunchAgent); see {service.log}")
     return Check("service", PASS if service.running else FAIL, detail, "" if service.running else remedy)
 

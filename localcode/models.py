@@ -14,6 +14,7 @@ from pyinfra.api import FactBase, FunctionCommand, operation
 from . import helper_scripts, sources, summary
 from .bundle_index import load_index, manifest_path
 from .facts import OllamaState, ShownModel, parse_parameters
+from .ollama.macos import MacServer
 from .ops import api_json, failure, streamed
 from .settings import HostConfig
 from .shell import command, sh_quote
@@ -39,6 +40,12 @@ def parameters_match(have: dict[str, Any], want: dict[str, Any]) -> bool:
         return round(float(value), 6) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
     return all(norm(have.get(k)) == norm(v if not isinstance(v, tuple) else list(v)) for k, v in want.items())
+
+
+def ollama_program(state: OllamaState) -> str:
+    """The ollama that runs `create` and `rm`: on macOS the LaunchAgent's own by its absolute path
+    (SSH's PATH there has neither /usr/local/bin nor Homebrew), elsewhere the one on PATH."""
+    return state.program if isinstance(state, MacServer) else "ollama"
 
 
 def modelfile_path(name: str) -> str:
@@ -127,7 +134,8 @@ def sync(store: str, owner: str, model: str, bundle_dir: str | None, mirror_url:
 
 
 @operation()
-def derived_model(api: str, model: str, modelfile: str, parameters: dict, shown: ShownModel | None, recreate):
+def derived_model(api: str, model: str, modelfile: str, parameters: dict, shown: ShownModel | None, recreate,
+                  program: str):
     """Create the derived model from its Modelfile when it is missing, its parameters differ
     (as observed when the deploy started), or its base or Modelfile just changed; then confirm
     num_ctx from /api/show."""
@@ -136,7 +144,7 @@ def derived_model(api: str, model: str, modelfile: str, parameters: dict, shown:
         host.noop(f"{name} exists with num_ctx {shown_value(shown.parameters.get('num_ctx'))} and the planned "
                   "parameters")
         return
-    yield command("env", f"OLLAMA_HOST={api}", "ollama", "create", name, "-f", modelfile)
+    yield command("env", f"OLLAMA_HOST={api}", program, "create", name, "-f", modelfile)
     yield FunctionCommand(_confirm_parameters, (api, name, parameters), {})
 
 
@@ -170,7 +178,7 @@ def prune(api: str, keep: tuple[str, ...], state: OllamaState):
         host.noop(f"no undeclared models (keeping {', '.join(keep)})")
         return
     for name in extra:
-        yield command("env", f"OLLAMA_HOST={api}", "ollama", "rm", name)
+        yield command("env", f"OLLAMA_HOST={api}", ollama_program(state), "rm", name)
 
 
 def store_location(config: HostConfig, os_name: str) -> tuple[str, str]:
@@ -196,6 +204,9 @@ def ensure(config: HostConfig, decision: Decision, os_name: str, observed: dict,
     if decision.model is None:
         host.noop(f"no model for this host: {decision.reason}")
         return
+    if isinstance(state, MacServer) and state.waiting:
+        host.noop(f"models: {state.waiting}; deploy again then for {decision.model} and {decision.name}")
+        return
     api = config.ollama_host
     host.log(f"models: base {decision.model}, derived {decision.name} (num_ctx {decision.num_ctx})")
     entry = config.catalog().by_tag()[decision.model]
@@ -217,7 +228,8 @@ def ensure(config: HostConfig, decision: Decision, os_name: str, observed: dict,
                             observed=observed.get(path))
     derived = derived_model(name="Derived model", api=api, model=decision.name, modelfile=path,
                             parameters=parameters, shown=state.shown.get(decision.name),
-                            recreate=lambda: pulled.did_change() or modelfile.did_change())
+                            recreate=lambda: pulled.did_change() or modelfile.did_change(),
+                            program=ollama_program(state))
     summary.change(host, f"created {decision.name} (num_ctx {decision.num_ctx})", derived)
     if config.prune_models:
         prune(name="Prune undeclared models", api=api, state=state,

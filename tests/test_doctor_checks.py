@@ -193,26 +193,47 @@ def plist(environment: dict[str, str]) -> str:
                   environment=environment, log="/Users/ana/Library/Logs/localcode-ollama.log").decode()
 
 
+# Recorded from Macs: `launchctl print gui/501/com.localcode.ollama` of an agent that exited
+# (KeepAlive restarts it; launchd throttles), and `netstat -anp tcp` of a server bound to every
+# address and of one on IPv6 loopback alone.
+LAUNCHCTL_EXITED = ["gui/501/com.localcode.ollama = {", "\tactive count = 0",
+                    "\tpath = /Users/ana/Library/LaunchAgents/com.localcode.ollama.plist", "\ttype = LaunchAgent",
+                    "\tstate = spawn scheduled", "", "\tprogram = /usr/local/bin/ollama", "\targuments = {",
+                    "\t\t/usr/local/bin/ollama", "\t\tserve", "\t}", "", "\truns = 14",
+                    "\tlast exit code = 1", "}"]
+NETSTAT_EVERYWHERE = ["Active Internet connections (including servers)",
+                      "Proto Recv-Q Send-Q  Local Address          Foreign Address        (state)",
+                      "tcp46      0      0  *.11434                *.*                    LISTEN",
+                      "tcp4       0      0  *.22                   *.*                    LISTEN"]
+NETSTAT_IPV6 = ["tcp6       0      0  ::1.11434              *.*                    LISTEN"]
+AGENT = "/Users/ana/Library/LaunchAgents/com.localcode.ollama.plist"
+
+
+def mac_parts(config, plan) -> dict:
+    """A healthy Mac's sections (the developer logged in at the GUI, the agent running)."""
+    d = plan.decision
+    tags = {"models": [{"name": n, "digest": "sha256:0", "size": 1} for n in (d.model, d.name)]}
+    return {"version": ['{"version":"0.30.0"}'], "tags": [json.dumps(tags)],
+            f"show:{d.name}": ["", json.dumps({"parameters": f"num_ctx {d.num_ctx}"}), "200"],
+            "session": ["yes"], "service:launchd": LAUNCHCTL, "listen:netstat": NETSTAT, "env:launchd": [AGENT],
+            "smoke": SMOKE, "claude": ["2.1.330 (Claude Code)"],
+            "files": {AGENT: plist(server_environment(config, d)), "/Users/ana/.zshrc": BLOCK,
+                      "/Users/ana/.claude-local/settings.json": json.dumps({"model": d.name}),
+                      "/Users/ana/.claude-local/.claude.json": "{}"}}
+
+
 def test_a_mac_is_read_with_launchctl_netstat_and_its_launch_agent():
     config, plan = mac_plan()
     d = plan.decision
     args = doctor_arguments(config, plan, deep=False)
-    agent = "/Users/ana/Library/LaunchAgents/com.localcode.ollama.plist"
+    agent = AGENT
     assert args["agent"] == agent and args["owner_uid"] == 501
     assert any(agent in paths and prefix[-2] == "ana" for prefix, paths in args["accounts"])
     command = DoctorFact().command(**args)
     assert "launchctl print gui/501/com.localcode.ollama" in command and "netstat -anp tcp" in command
     assert "systemctl" not in command and "ss -Hltn" not in command
 
-    tags = {"models": [{"name": n, "digest": "sha256:0", "size": 1} for n in (d.model, d.name)]}
-    rc = "/Users/ana/.zshrc"
-    parts = {"version": ['{"version":"0.30.0"}'], "tags": [json.dumps(tags)],
-             f"show:{d.name}": ["", json.dumps({"parameters": f"num_ctx {d.num_ctx}"}), "200"],
-             "service:launchd": LAUNCHCTL, "listen:netstat": NETSTAT, "env:launchd": [agent], "smoke": SMOKE,
-             "claude": ["2.1.330 (Claude Code)"],
-             "files": {agent: plist(server_environment(config, d)), rc: BLOCK,
-                       "/Users/ana/.claude-local/settings.json": json.dumps({"model": d.name}),
-                       "/Users/ana/.claude-local/.claude.json": "{}"}}
+    parts = mac_parts(config, plan)
     report = evaluate("mac", config, plan, parse_doctor(output(parts)), deep=False)
     assert report.ok and {c.status for c in report.checks} == {PASS}, report.checks
 
@@ -236,6 +257,63 @@ def test_a_mac_is_read_with_launchctl_netstat_and_its_launch_agent():
         environment = parse_doctor(output(parts | {"files": {agent: hostile}})).environment
         assert isinstance(environment, Unreadable) and agent in environment.message
         assert "secret" not in environment.message
+
+
+def test_the_mac_doctor_names_every_tool_by_its_path():
+    from .plan_harness import FakeMac, programs
+
+    config, plan = mac_plan()
+    command = DoctorFact().command(**doctor_arguments(config, plan, deep=True))
+    runs = programs(command, FakeMac())
+    assert not [run.word for run in runs if run.resolved is None]
+    words = {run.word for run in runs}
+    assert {"/bin/launchctl", "/usr/sbin/netstat", "/usr/bin/curl", "/usr/bin/su", "/usr/bin/tail"} <= words
+    assert not {"launchctl", "netstat", "claude", "su", "tail"} & words
+    assert "c=; for b in /usr/local/bin/claude /opt/homebrew/bin/claude;" in command
+    assert "/bin/launchctl print gui/501 >/dev/null 2>&1 && echo yes" in command
+
+
+def test_a_mac_agent_that_keeps_exiting_fails_the_service_check():
+    config, plan = mac_plan()
+    gathered = parse_doctor(output(mac_parts(config, plan) | {"service:launchd": LAUNCHCTL_EXITED,
+                                                                      "version": [""]}))
+    assert gathered.service == Service("launchd", "spawn scheduled", session=True, installed=True)
+    report = evaluate("mac", config, plan, gathered, deep=False)
+    service = next(c for c in report.checks if c.name == "service")
+    assert service.status == FAIL and service.detail == "LaunchAgent com.localcode.ollama spawn scheduled"
+    assert "localcode-ollama.log" in service.remedy and "log show --last 10m" in service.remedy
+    assert {c.name: c.status for c in report.checks}["ollama"] == SKIP
+
+
+def test_a_mac_server_bound_to_every_address_fails_loopback():
+    config, plan = mac_plan()
+    report = evaluate("mac", config, plan, parse_doctor(output(mac_parts(config, plan)
+                                                               | {"listen:netstat": NETSTAT_EVERYWHERE})), deep=False)
+    assert failed(report) == {"loopback"}
+    assert next(c for c in report.checks if c.name == "loopback").detail.startswith("listening on *:11434")
+    assert loopback_check(parse_netstat(NETSTAT_IPV6), 11434, False).status == PASS
+
+
+def test_a_mac_whose_developer_is_logged_out_warns_and_checks_nothing_that_needs_the_server():
+    """launchd has no gui/501 domain: `launchctl print` of the domain and of the agent fail and
+    the server does not answer. An installed agent is a warning (it loads at the next login),
+    not a failure; a missing one still fails."""
+    config, plan = mac_plan()
+    logged_out = mac_parts(config, plan) | {
+        "session": [], "service:launchd": ["Bad request.", "Could not find domain for user gui: 501"],
+        "listen:netstat": NETSTAT[:2], "version": [""], "smoke": []}
+    gathered = parse_doctor(output(logged_out))
+    assert gathered.service == Service("launchd", "not loaded", session=False, installed=True)
+    report = evaluate("mac", config, plan, gathered, deep=False)
+    statuses = {c.name: c.status for c in report.checks}
+    assert report.ok and statuses["service"] == WARN and statuses["ollama"] == SKIP
+    assert "loopback" not in statuses and "models" not in statuses
+    service = next(c for c in report.checks if c.name == "service")
+    assert "loads at its owner's next GUI login" in service.detail and "log in as that user" in service.remedy
+    files = {k: v for k, v in logged_out["files"].items() if k != AGENT}
+    missing = evaluate("mac", config, plan, parse_doctor(output(logged_out | {"files": files})), deep=False)
+    service = next(c for c in missing.checks if c.name == "service")
+    assert service.status == FAIL and service.detail == "LaunchAgent com.localcode.ollama not installed"
 
 
 def test_a_linux_host_is_read_with_systemd_and_ss():

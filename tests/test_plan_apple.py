@@ -21,13 +21,14 @@ from localcode.plan import plan_hardware, plan_host, plan_lines
 from localcode.settings import ConfigError, validate_host_data
 from localcode.sizing import GiB, Hardware, MiB
 
-from .plan_harness import M, REPO, accounts, darwin_hardware, linux_base, linux_hardware, no_ollama, plan_deploy
+from .plan_harness import (MAC_OLLAMA_FACT, M, REPO, FakeMac, accounts, darwin_hardware, linux_base, linux_hardware,
+                           no_ollama, plan_deploy)
 
 DAEMON = "/Library/LaunchDaemons/com.localcode.iogpu.plist"
 SET_NOW = "GPU memory limit (iogpu.wired_limit_mb)"
 AT_BOOT = "GPU memory limit at boot (LaunchDaemon com.localcode.iogpu)"
 REMOVE = "GPU memory limit at boot: no LaunchDaemon com.localcode.iogpu"
-RELOAD = "Reload the Ollama LaunchAgent (plist, binary or GPU memory limit changed)"
+RELOAD = "Restart the Ollama server (binary or GPU memory limit changed)"
 RESERVE = 4 * GiB  # os_reserve_gib's default
 
 
@@ -137,13 +138,11 @@ def b64(data: bytes) -> str:
 def mac(ram_gib: int = 16, limit_mb: int = 0, daemon: bytes | None = None, **data) -> dict:
     """A Mac with Homebrew's ollama formula current (no install), `limit_mb` in force and, when
     given, our LaunchDaemon with that content (root's, 0644)."""
-    brew = [f"{M}brew", "/opt/homebrew/bin/brew", "ana", f"{M}brew-ollama", "ollama 0.30.0", f"{M}releases",
-            f"{M}current", f"{M}bin-link", "missing", f"{M}app", f"{M}uid", "501", f"{M}agent", "loaded"]
     files = [f"{M}file:{DAEMON}", f"file 0 0 644 {len(daemon)}", b64(daemon)] if daemon is not None else []
     return {"developer_users": ["ana"], **data, "fake_responses": {
         "uname -s; uname -m": darwin_hardware(ram_gib, wired_limit_mb=limit_mb, iogpu_daemon=daemon is not None)
         + accounts(("ana", 501, "/Users/ana", "/bin/zsh"), macos=True),
-        "list --versions ollama": brew,
+        MAC_OLLAMA_FACT: FakeMac(brew_ollama="0.30.0", agent_loaded=True).ollama_fact(),
         "/api/tags": no_ollama(),
         **({"localcode-read": files} if files else {}),
     }}

@@ -9,7 +9,7 @@ import re
 
 from pyinfra.context import ctx_state
 
-from .plan_harness import M, accounts, darwin_hardware, linux_base, linux_hardware, no_ollama, plan_deploy
+from .plan_harness import M, FakeMac, accounts, linux_base, linux_hardware, no_ollama, plan_deploy
 
 BASE = "/usr/local/lib/localcode/ollama"
 HELPER = "/usr/local/lib/localcode/bin/localcode-install-release"
@@ -17,21 +17,9 @@ BREW_PATH = {"PATH": "/opt/homebrew/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
 
 
 def mac(brew: bool, app: bool = False, brew_ollama: str | None = None, tarball: str | None = None, **data) -> dict:
-    """A Mac as our fact reports it: Homebrew (and its formula's version), our active CLI tarball
-    release (`tarball`, linked from /usr/local/bin), Ollama.app."""
-    releases = ([f"{tarball}-darwin", f"{M}current", f"{BASE}/{tarball}-darwin", f"{M}bin-link", "link",
-                 f"{BASE}/current/ollama"] if tarball else [f"{M}current", f"{M}bin-link", "missing"])
-    fact = [f"{M}brew", *(["/opt/homebrew/bin/brew", "ana"] if brew else []), f"{M}brew-ollama",
-            *([f"ollama {brew_ollama}"] if brew_ollama else []), f"{M}releases", *releases,
-            f"{M}app", *(["yes"] if app else []), f"{M}uid", "501", f"{M}agent"]
-    return {"developer_users": ["ana"], **data, "fake_responses": {
-        "uname -s; uname -m": darwin_hardware(48) + accounts(("ana", 501, "/Users/ana", "/bin/zsh")),
-        "list --versions ollama": fact,
-        "/api/tags": no_ollama(),
-        # pyinfra's own brew facts
-        re.compile(r"\( brew --version \)"): ["Homebrew 4.4.20"],
-        re.compile(r"then \( brew list --versions \)"): [f"ollama {brew_ollama}"] if brew_ollama else [],
-    }}
+    """A Mac (tests/plan_harness.py's FakeMac): Homebrew (and its formula's version), our active
+    CLI tarball release (`tarball`, linked from /usr/local/bin), Ollama.app."""
+    return FakeMac(homebrew=brew, app=app, brew_ollama=brew_ollama, tarball=tarball).host(**data)
 
 
 def global_arguments(host: str, op_name: str) -> dict:
@@ -72,7 +60,7 @@ def test_mac_with_homebrew(monkeypatch):
         assert f"<key>{key}</key>\n        <string>{value}</string>" in plist
     assert "<key>KeepAlive</key>\n    <true/>" in plist
     assert ops["Ollama LaunchAgent loaded (launchctl bootstrap)"].commands == [
-        "launchctl bootstrap gui/501 /Users/ana/Library/LaunchAgents/com.localcode.ollama.plist"]
+        "/bin/launchctl bootstrap gui/501 /Users/ana/Library/LaunchAgents/com.localcode.ollama.plist"]
     assert not any("brew services" in c for op in ops.values() for c in op.commands)
 
 
@@ -104,7 +92,7 @@ def test_mac_without_homebrew_uses_the_verified_cli_tarball(monkeypatch):
     assert activate.sudo and activate.commands == ACTIVATE
     plist = agent_plist(ops["Ollama LaunchAgent"])
     assert "<string>/usr/local/bin/ollama</string>" in plist
-    assert not any("brew" in c for op in ops.values() for c in op.commands)
+    assert not any(re.search(r"\bbrew\b", c) for op in ops.values() for c in op.commands)
 
 
 def test_mac_with_the_pinned_tarball_active_installs_nothing(monkeypatch):
@@ -123,7 +111,7 @@ def test_mac_from_a_mirror_uses_the_tarball_even_with_homebrew(monkeypatch, capl
         "http://mirror.example:8080/ollama/releases/download/v0.30.0/ollama-darwin.tgz"]
     assert ops["Activate the Ollama release"].commands == ACTIVATE
     assert "<string>/usr/local/bin/ollama</string>" in agent_plist(ops["Ollama LaunchAgent"])
-    assert not any("brew" in c for op in ops.values() for c in op.commands)
+    assert not any(re.search(r"\bbrew\b", c) for op in ops.values() for c in op.commands)
 
 
 def test_mac_from_a_bundle_pushes_the_tarball_and_installs_it_from_file(monkeypatch, caplog, tmp_path):
@@ -143,7 +131,7 @@ def test_mac_from_a_bundle_pushes_the_tarball_and_installs_it_from_file(monkeypa
                        f"file://{cache}/{staged}/ollama-darwin.tgz")
     assert remove == f"rm -f {cache}/{staged}/sha256sum.txt {cache}/{staged}/ollama-darwin.tgz"
     assert ops["Activate the Ollama release"].commands == ACTIVATE
-    assert not any("brew" in c for op in ops.values() for c in op.commands)
+    assert not any(re.search(r"\bbrew\b", c) for op in ops.values() for c in op.commands)
 
 
 def test_mac_with_ollama_app_warns(monkeypatch, caplog):
@@ -181,7 +169,7 @@ def test_linux_as_root_needs_no_sudo(monkeypatch):
     assert ops and not any(op.sudo for op in ops)
 
 
-def test_mac_claude_code_from_the_homebrew_cask_runs_as_the_developer(monkeypatch):
+def test_mac_claude_code_from_the_homebrew_cask_runs_as_homebrews_owner(monkeypatch):
     host = mac(brew=True)
     host["claude_install_method"] = "brew"
     ops = by_name(plan_deploy([("@fake/mac-cask", host)], monkeypatch)["@fake/mac-cask"])

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import base64
 
-from .plan_harness import M, accounts, darwin_hardware, linux_base, linux_hardware, no_ollama, plan_deploy
+from .plan_harness import (MAC_OLLAMA_FACT, M, FakeMac, accounts, darwin_hardware, linux_base, linux_hardware,
+                           no_ollama, plan_deploy)
 
 HELPER = "/usr/local/lib/localcode/bin/localcode-write-file"
 
@@ -44,10 +45,7 @@ def test_linux_files_are_written_as_the_developer(monkeypatch):
 
 def test_mac_files_are_written_as_the_developer_through_sudo(monkeypatch):
     mac = host(darwin_hardware(48, login="root"), ("ana", 501, "/Users/ana", "/bin/zsh"), macos=True)
-    mac["fake_responses"]["list --versions ollama"] = [f"{M}brew", "/opt/homebrew/bin/brew", "ana",
-                                                       f"{M}brew-ollama", f"{M}releases", f"{M}current", f"{M}bin-link",
-                                                       "missing", f"{M}app", f"{M}uid", "501",
-                                                       f"{M}agent"]
+    mac["fake_responses"][MAC_OLLAMA_FACT] = FakeMac().ollama_fact()
     found = writes(plan_deploy([("@fake/mac", mac)], monkeypatch)["@fake/mac"])
     assert found["/Users/ana/.zshrc"].endswith(" 644 /usr/bin/sudo -n -u ana --")
 

@@ -36,7 +36,7 @@ def install(config: HostConfig, host_plan: HostPlan, observed: dict) -> OllamaSt
         install_linux(config, host_plan.decision, ARCHES[facts.arch], rocm, observed, state, layout,
                       host_plan.gpu_environment)
     elif facts.os == "Darwin":
-        install_macos(config, host_plan, state, observed)
+        state = install_macos(config, host_plan, state, observed)
     else:
         failure(name="Unsupported host", message=f"unsupported OS {facts.os}")
     return state

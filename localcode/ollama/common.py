@@ -107,10 +107,15 @@ def server_environment(config: HostConfig, decision: Decision,
     return dict(sorted(env.items()))
 
 
+SYSTEMD_LOGS = "journalctl -u ollama"  # where a Linux server's failure is read
+
+
 @operation()
-def running_version(api: str, version: str | None, minimum: str | None = None, timeout_s: int = 60):
+def running_version(api: str, version: str | None, minimum: str | None = None, timeout_s: int = 60,
+                    logs: str = SYSTEMD_LOGS):
     """Check the *running* server reports the expected version (after a restart, wait for it).
-    Without an exact version (Homebrew decides it) the server must be at least `minimum`."""
+    Without an exact version (Homebrew decides it) the server must be at least `minimum`.
+    `logs`: where the operator reads why the service did not come up (on this host's system)."""
     state = host.get_fact(OllamaFact, api=api)
     if state.server_version is not None and (
             state.server_version == version
@@ -123,10 +128,11 @@ def running_version(api: str, version: str | None, minimum: str | None = None, t
         return
     if version is None:
         version = ""  # any version once the server answers: checked against the floor next run
-    yield FunctionCommand(wait_for_version, (api, version, timeout_s), {})
+    yield FunctionCommand(wait_for_version, (api, version, timeout_s, logs), {})
 
 
-def wait_for_version(state, host, api: str, version: str, timeout_s: int) -> bool:  # noqa: ARG001
+def wait_for_version(state, host, api: str, version: str, timeout_s: int,  # noqa: ARG001
+                     logs: str = SYSTEMD_LOGS) -> bool:
     """Poll /api/version once a second until the server reports `version` (any, when empty)."""
     got = None
     for _ in range(timeout_s):
@@ -136,7 +142,7 @@ def wait_for_version(state, host, api: str, version: str, timeout_s: int) -> boo
             return True
         sleep(1)
     host.log(f"Ollama server at {api} reports {got or 'nothing (not running)'}, expected {version}: the service did "
-             "not come up at the installed version (see journalctl -u ollama)")
+             f"not come up at the installed version (see {logs})")
     return False
 
 
