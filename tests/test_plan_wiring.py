@@ -50,16 +50,25 @@ def test_mac_files_are_written_as_the_developer_through_sudo(monkeypatch):
     assert found["/Users/ana/.zshrc"].endswith(" 644 /usr/bin/sudo -n -u ana --")
 
 
-def test_a_dotfiles_link_is_edited_at_its_target_and_a_planted_link_is_refused(monkeypatch):
+def test_a_dotfiles_link_is_edited_at_its_target(monkeypatch):
+    files = [f"{M}file:/home/dev/.bashrc", f"link 1000 {b64('/home/dev/dotfiles/bashrc')}",
+             "file 1000 1000 640 10", b64("export A=1\n")]
+    ops = plan_deploy([("@fake/ws", host(linux_hardware(64), ("dev", 1000, "/home/dev", "/bin/bash"), files))],
+                      monkeypatch)["@fake/ws"]
+    found = writes(ops)
+    assert found["/home/dev/dotfiles/bashrc"].endswith(" 640 runuser -u dev --")  # the link stays; its mode is not used
+    assert "/home/dev/.bashrc" not in found
+
+
+def test_a_planted_link_is_refused_before_any_of_the_developers_files_is_written(monkeypatch):
     files = [f"{M}file:/home/dev/.bashrc", f"link 1000 {b64('/home/dev/dotfiles/bashrc')}",
              "file 1000 1000 640 10", b64("export A=1\n"),
              f"{M}file:/home/dev/.profile", f"link 1000 {b64('/etc/shadow')}", "unreadable"]
     ops = plan_deploy([("@fake/ws", host(linux_hardware(64), ("dev", 1000, "/home/dev", "/bin/bash"), files))],
                       monkeypatch)["@fake/ws"]
-    found = writes(ops)
-    assert found["/home/dev/dotfiles/bashrc"].endswith(" 640 runuser -u dev --")  # the link stays; its mode is not used
-    assert "/home/dev/.bashrc" not in found and "/home/dev/.profile" not in found
+    assert not [path for path in writes(ops) if path.startswith("/home/dev/")]
     refusal = next(op for op in ops if "/home/dev/.profile" in op.text())
+    assert refusal.name == "Developer files"
     assert "@fake/ws: user dev: /home/dev/.profile is a symbolic link to /etc/shadow, outside /home/dev" in refusal.text()
     assert "exit 1" in refusal.text()
 
