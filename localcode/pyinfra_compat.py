@@ -6,7 +6,8 @@ contacted); re-check every piece on a pyinfra upgrade.
   around commands and facts, aborts *every* host's run: that EOFError becomes an SSHException,
   so only the vanished host fails.
 - paramiko's own tracebacks for an unreachable host are kept out of the operator's way.
-- After the run, what each host got is reported (localcode/summary.py)."""
+- After the run, what each host got is reported (localcode/summary.py), also when pyinfra stops
+  because every host failed."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import click
 from paramiko import SSHException
+from pyinfra.api.exceptions import PyinfraError
 from pyinfra.connectors.ssh import SSHConnector
 
 from . import summary
@@ -81,6 +83,21 @@ def report_each_host() -> None:
         prints.print_json({"plan": prints.build_plan_json(state), "results": prints.build_results_json(state),
                            "localcode": finished(state)})
 
-    for wrapper in (print_results, print_run_json):
+    def run_ops(state, *args, **kwargs) -> None:
+        """pyinfra stops with "No hosts remaining!" when the last host fails, before its results:
+        the operator of a one-host fleet would never see why. Report, then let it stop."""
+        try:
+            run_ops_of_pyinfra(state, *args, **kwargs)
+        except PyinfraError:
+            if state.active_hosts:
+                raise
+            if click.get_current_context().params.get("json_output"):
+                print_run_json(state, dry=False)
+            else:
+                print_results(state)
+            raise
+
+    run_ops_of_pyinfra = cli.run_ops
+    for wrapper in (print_results, print_run_json, run_ops):
         wrapper.__localcode_wrapped__ = True
-    cli.print_results, cli.print_run_json = print_results, print_run_json
+    cli.print_results, cli.print_run_json, cli.run_ops = print_results, print_run_json, run_ops

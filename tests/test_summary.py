@@ -4,11 +4,18 @@ next step; the file beside the inventory round-trips; the doctor's report shows 
 
 from __future__ import annotations
 
+import json
+import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
+
+import pytest
 
 from localcode import summary
 from localcode.doctor import HostReport, html
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -85,3 +92,29 @@ def test_an_unreadable_last_run_file_is_ignored(tmp_path):
     assert summary.read(tmp_path) is None
     (tmp_path / summary.LAST_RUN).write_text("{not json")
     assert summary.read(tmp_path) is None
+
+
+FAILING_DEPLOY = '''
+from pyinfra.operations import server
+from localcode import pyinfra_compat
+
+pyinfra_compat.install()
+server.shell(name="Refuse", commands=["echo 'user dev: /home/dev/.zshrc is a symbolic link' >&2; exit 3"])
+'''
+
+
+@pytest.mark.parametrize("json_output", [False, True])
+def test_the_summary_comes_also_when_the_only_host_failed(tmp_path, json_output):
+    """pyinfra stops with "No hosts remaining!" before its results when the last host fails; the
+    operator of a one-host fleet still learns why (on the terminal, in --json, beside the inventory)."""
+    (tmp_path / "deploy.py").write_text(FAILING_DEPLOY)
+    argv = [str(REPO / ".venv/bin/pyinfra"), "-y", *(["--json"] if json_output else []), "@local", "deploy.py"]
+    result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "No hosts remaining" in result.stderr, result.stderr
+    reason = "Refuse: user dev: /home/dev/.zshrc is a symbolic link"
+    if json_output:
+        assert json.loads(result.stdout)["localcode"][0] | {"next": ""} == {
+            "host": "@local", "sizing": "", "changes": [], "result": "failed", "reason": reason, "next": ""}
+    else:
+        assert "--> What each host got:" in result.stderr and f"why: {reason}" in result.stderr, result.stderr
+    assert summary.read(tmp_path)[0]["reason"] == reason
