@@ -4,6 +4,7 @@ reads nothing relative to the repository; its wheel holds the product and nothin
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -70,9 +71,23 @@ def test_the_product_reads_nothing_relative_to_the_repository():
         assert "parents[" not in text and "tests/" not in text, path.relative_to(REPO)
 
 
+def clean_copy(dest: Path) -> Path:
+    """The repository's files (tracked and new, not ignored): no stale build/ directory can
+    lend the wheel a module that the package list leaves out."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            check=True, capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
+
+
 def test_the_wheel_holds_the_product_only(tmp_path):
+    source = clean_copy(tmp_path / "src")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-                    "-w", str(tmp_path), str(REPO)], check=True, capture_output=True)
+                    "-w", str(tmp_path), str(source)], check=True, capture_output=True)
     (wheel,) = tmp_path.glob("localcode-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names}
@@ -82,3 +97,5 @@ def test_the_wheel_holds_the_product_only(tmp_path):
                    "localcode/templates/claude-local.sh.j2", "localcode/scripts/localcode-write-file",
                    "localcode/catalog.yaml"):
         assert needed in names, needed
+    modules = {str(p.relative_to(REPO)) for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
+    assert modules <= set(names), sorted(modules - set(names))  # every module (a subpackage too) ships
