@@ -9,7 +9,7 @@ LAB_TOOLS := debootstrap:debootstrap systemd-nspawn:systemd-container nginx:ngin
 
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench defaults lab-up lab-down clean
+.PHONY: setup demo test bench defaults onboard lab-up lab-down clean
 
 setup: $(VENV)/.installed
 
@@ -41,6 +41,11 @@ demo: setup
 
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Set up the machine this runs on (its entry in inventory/team.py), as its developer:
+# `make onboard ARGS="--bundle /media/usb/bundle"`; the same as ./onboard (for machines without make).
+onboard:
+	./onboard $(ARGS)
 
 # Benchmarks (not tests): fleet converge at 1/4/8/16 hosts against an ssh fan-out floor, and
 # transfers against raw cat|ssh and curl; figures in bench/results.md and bench/transfer.json.

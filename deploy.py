@@ -2,7 +2,7 @@
 
     pyinfra inventory/team.py deploy.py          # the fleet
     pyinfra inventory/team.py deploy.py --dry    # the plan: each host's sizing and its reason
-    pyinfra @local deploy.py                     # onboard this machine (as its developer; sudo asked)
+    ./onboard                                    # this machine, from a clone (localcode/onboarding.py)
 
 Reads as a table of contents; each step is a module of localcode/.
 """

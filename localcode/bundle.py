@@ -24,6 +24,7 @@ from .bundle_index import (
     CLAUDE_PLATFORMS, OLLAMA_FILES, REGISTRY_URL, BundleFile, BundleIndex, BundleModel, blob_path, claude_path,
     manifest_digests, manifest_path, ollama_path, save_index, split_name,
 )
+from . import wheels
 from .settings import HostConfig
 
 CHUNK = 4 << 20
@@ -219,8 +220,9 @@ def fetch_models(f: Fetcher, registry: str, names: list[str]) -> list[BundleMode
 
 def build(root: Path, models: list[str], platforms: tuple[str, ...], ollama: Sequence[Release],
           claude: Sequence[Release], registry: str = REGISTRY_URL, workers: int = 4,
-          progress: bool = True) -> tuple[BundleIndex, int]:
-    """Fill the bundle directory; returns its index and how many bytes this run downloaded."""
+          progress: bool = True, pythons: tuple[str, ...] = ()) -> tuple[BundleIndex, int]:
+    """Fill the bundle directory; returns its index and how many bytes this run downloaded.
+    With `pythons`, also the toolkit's wheels for each platform and Python."""
     root.mkdir(parents=True, exist_ok=True)
     fetcher = Fetcher(root, progress, workers)
     try:
@@ -232,8 +234,14 @@ def build(root: Path, models: list[str], platforms: tuple[str, ...], ollama: Seq
         bundled = fetch_models(fetcher, registry.rstrip("/"), sorted(set(models)))
     finally:
         fetcher.close()
+    try:
+        carried = [BundleFile(path=p, size=n, sha256=h) for p, n, h in wheels.gather(root, platforms, pythons)] \
+            if pythons else []
+    except wheels.WheelError as exc:
+        raise BundleError(str(exc)) from exc
     index = BundleIndex(ollama_versions=tuple(r.version for r in ollama),
                         claude_versions=tuple(r.version for r in claude), platforms=platforms,
-                        files=tuple(files), models=tuple(bundled))
+                        files=tuple(files), models=tuple(bundled), wheels=tuple(carried),
+                        wheel_sets=tuple(f"{p}-py{v}" for p in platforms for v in pythons))
     save_index(root, index)
     return index, fetcher.fetched_bytes

@@ -6,6 +6,7 @@ the real sources, so a static HTTP server serving it *is* a mirror:
     claude-code-releases/<ver>/<platform>/claude
     models/manifests/registry.ollama.ai/<ns>/<model>/<tag>   like an Ollama store
     models/blobs/sha256-<hex>
+    wheels/                                            the toolkit's Python wheels (localcode/wheels.py)
     bundle.json                                        this index
 """
 
@@ -56,6 +57,9 @@ class BundleIndex(BaseModel):
     platforms: tuple[str, ...] = ()
     files: tuple[BundleFile, ...] = ()
     models: tuple[BundleModel, ...] = ()
+    # The toolkit's wheels, requirement files and link page, and the (platform, Python) sets.
+    wheels: tuple[BundleFile, ...] = ()
+    wheel_sets: tuple[str, ...] = ()
 
     @model_validator(mode="before")
     @classmethod

@@ -89,13 +89,15 @@ def _bundle(args: argparse.Namespace) -> int:
             print(f"{label} {release.version} for {hosts} from {release.url_template}")
     try:
         index, fetched = build(args.directory, models, tuple(args.platform or ["linux-amd64"]), ollama, claude,
-                               args.registry, args.workers, progress=not args.quiet)
+                               args.registry, args.workers, progress=not args.quiet,
+                               pythons=() if args.no_wheels else tuple(args.python or [default_python()]))
     except BundleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    total = sum(f.size for f in index.files) + sum(b.size for m in index.models for b in m.blobs)
+    total = sum(f.size for f in (*index.files, *index.wheels)) + sum(b.size for m in index.models for b in m.blobs)
     print(f"bundle {args.directory}: Ollama {' + '.join(index.ollama_versions)}, "
-          f"Claude Code {' + '.join(index.claude_versions)}, models {', '.join(m.name for m in index.models)}; "
+          f"Claude Code {' + '.join(index.claude_versions)}, models {', '.join(m.name for m in index.models)}, "
+          f"toolkit wheels for {', '.join(index.wheel_sets) or 'no platform'}; "
           f"{total / 1e6:.1f} MB in all, {fetched / 1e6:.1f} MB downloaded now")
     return 0
 
@@ -105,6 +107,17 @@ def _defaults(args: argparse.Namespace) -> int:
 
     sys.stdout.write(group_data_defaults())
     return 0
+
+
+def _onboard(args: argparse.Namespace) -> int:
+    from .onboarding import run
+
+    return run(args.inventory, args.host, args.bundle and str(args.bundle), args.mirror, args.dry)
+
+
+def default_python() -> str:
+    """The Python running this command, as X.Y: the default set of wheels a bundle carries."""
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
 def _checked(check: Callable[[str], str]) -> Callable[[str], str]:
@@ -141,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     from .bundle_index import REGISTRY_URL
     from .catalog import check_version
     from .settings import HostConfig, check_base_url
+    from .wheels import python_tag
 
     defaults = HostConfig()
     parser = argparse.ArgumentParser(prog="localcode", description=__doc__)
@@ -189,9 +203,23 @@ def main(argv: list[str] | None = None) -> int:
                            f"(without --inventory: HostConfig's, {defaults.claude_url_template})")
     pack.add_argument("--registry", default=REGISTRY_URL, type=_checked(check_base_url),
                       help="the model registry (default: %(default)s)")
+    pack.add_argument("--python", action="append", type=_checked(python_tag), metavar="X.Y",
+                      help="carry the toolkit's wheels for this Python (repeat; default: this one, "
+                           f"{default_python()}); onboarding then needs no PyPI")
+    pack.add_argument("--no-wheels", action="store_true", help="carry no Python wheels")
     pack.add_argument("--workers", type=int, default=4, help="parallel downloads")
     pack.add_argument("--quiet", action="store_true", help="no progress bar")
     pack.set_defaults(handler=_bundle)
+
+    board = commands.add_parser("onboard", help="set up the machine this runs on (its entry in the team "
+                                                 "inventory, on @local, system steps through sudo)")
+    board.add_argument("--inventory", help="the team inventory (default: inventory/team.py when present)")
+    board.add_argument("--host", help="this machine's host name in the inventory (default: matched by host name)")
+    source = board.add_mutually_exclusive_group()
+    source.add_argument("--bundle", type=Path, help="install everything from this bundle directory (no network)")
+    source.add_argument("--mirror", type=_checked(check_base_url), help="install everything from this mirror URL")
+    board.add_argument("--dry", action="store_true", help="show what the deploy would do, change nothing")
+    board.set_defaults(handler=_onboard)
 
     keys = commands.add_parser("defaults", help="print every host key with its default and what it does "
                                                 "(group_data/all.py)")

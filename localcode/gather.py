@@ -21,9 +21,8 @@ from .plan import HostPlan, plan_host
 from .settings import HostConfig, validate_inventory
 
 
-@contextmanager
-def connected(inventory_path: str) -> Iterator[tuple[State, Inventory, dict[str, HostConfig]]]:
-    """The inventory loaded and validated (every host, before any connection), then connected."""
+def loaded(inventory_path: str) -> tuple[State, Inventory]:
+    """The inventory as `pyinfra` loads it (group_data from the working directory), unconnected."""
     state = State()
     state.cwd = os.getcwd()
     if state.cwd not in sys.path:  # as `pyinfra` does: inventories import modules beside them
@@ -31,6 +30,13 @@ def connected(inventory_path: str) -> Iterator[tuple[State, Inventory, dict[str,
     ctx_state.set(state)
     inventory = make_inventory(inventory_path, cwd=state.cwd)
     ctx_inventory.set(inventory)
+    return state, inventory
+
+
+@contextmanager
+def connected(inventory_path: str) -> Iterator[tuple[State, Inventory, dict[str, HostConfig]]]:
+    """The inventory loaded and validated (every host, before any connection), then connected."""
+    state, inventory = loaded(inventory_path)
     configs = validate_inventory([(h.name, h.data.dict()) for h in inventory], for_deploy=False)
     state.init(inventory, Config())
     try:
