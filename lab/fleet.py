@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import hostlayer, internet, rootfs
+from . import hostlayer, internet, mirror, rootfs
 from .paths import lab_dir
 from .procs import ProcRecord, remove_cgroups, spawn, stop_all
 from .spec import LabHost, LabSpec
@@ -158,7 +158,9 @@ def _host_up(spec: LabSpec, state: LabState, host: LabHost, index: int, root: Pa
         tarball = mirror_root / f"ollama/releases/download/v{host.ollama_preinstalled}/ollama-linux-amd64.tar.zst"
     record["mounts"].append(str(base / "scratch/merged"))
     state.save()
-    host_key = hostlayer.build_layer(host, spec.name, root, base / "layer", base / "scratch", authorized, tarball)
+    pip_index = f"{spec.internet.mirror_url}{mirror.PYPI_PATH}/" if host.network == "online" else None
+    host_key = hostlayer.build_layer(host, spec.name, root, base / "layer", base / "scratch", authorized, tarball,
+                                     pip_index)
 
     _run("ip", "netns", "add", names["netns"])
     veth, peer = names["veth"], names["veth"] + "p"

@@ -116,8 +116,10 @@ def build_layer(
     scratch: Path,
     authorized_key: str,
     ollama_tarball: Path | None,
+    pip_index: str | None = None,
 ) -> str:
-    """(Re)build the host's layer; return its SSH host public key line."""
+    """(Re)build the host's layer; return its SSH host public key line. An online host's pip
+    reads the lab's PyPI (`pip_index`), as a laptop's reads pypi.org."""
     shutil.rmtree(layer, ignore_errors=True)
     layer.mkdir(parents=True)
     machine_id = hashlib.sha256(f"{lab_name}/{host.name}".encode()).hexdigest()[:32]
@@ -133,6 +135,8 @@ def build_layer(
         check=True,
     )
 
+    if pip_index:
+        _write(layer, "etc/pip.conf", f"[global]\nindex-url = {pip_index}\n")
     _write(layer, f"{LAB_ETC}/meminfo", fake_meminfo(host.ram_gib, Path("/proc/meminfo").read_text()))
     _write(layer, "etc/systemd/system/lab-meminfo.service", MEMINFO_UNIT)
     _enable(layer, "lab-meminfo.service", "sysinit.target")
@@ -149,6 +153,10 @@ def build_layer(
             _chroot(root, "install", "-d", "-o", user.name, "-g", user.name, "-m", "0700", f"/home/{user.name}/.ssh")
             _chroot(root, "install", "-o", user.name, "-g", user.name, "-m", "0600",
                     "/root/.ssh/authorized_keys", f"/home/{user.name}/.ssh/authorized_keys")
+            if user.sudo_password:
+                _chroot(root, "usermod", "-aG", "sudo", user.name)
+                subprocess.run(["chroot", str(root), "chpasswd"], input=f"{user.name}:{user.sudo_password}\n",
+                               text=True, check=True)
         if host.ollama_preinstalled:
             _preinstall_ollama(root, ollama_tarball)
     return key.with_suffix(".pub").read_text().strip()

@@ -8,7 +8,7 @@ import socket
 import time
 from pathlib import Path
 
-from . import mirror, registry
+from . import mirror, pypi, registry, rootfs
 from .paths import CACHE_DIR, REPO_ROOT
 from .procs import spawn
 from .spec import LabSpec
@@ -79,7 +79,9 @@ def bridge_argvs(spec: LabSpec, state: LabState, netns: str) -> list[list[str]]:
 def build_bundle(state: LabState, log=print) -> Path:
     """The lab's bundle, built like an operator's (`localcode bundle --inventory`) from the lab's
     internet: the releases the lab's hosts pin and the models they are sized for, fetched from
-    the control side of the release mirror and the model registry."""
+    the control side of the release mirror and the model registry, and the toolkit's wheels for
+    the hosts' Python (from the control machine's package index), which also become the lab's
+    PyPI."""
     import os
 
     from localcode.bundle import build, pinned_releases
@@ -95,8 +97,11 @@ def build_bundle(state: LabState, log=print) -> Path:
     index, fetched = build(target, models, ("linux-amd64",),
                            pinned_releases(configs, "ollama", base=f"{mirror}/ollama/releases/download"),
                            pinned_releases(configs, "claude", base=f"{mirror}/claude-code-releases"),
-                           f"http://127.0.0.1:{services['registry_tcp_port']}", progress=False)
+                           f"http://127.0.0.1:{services['registry_tcp_port']}", progress=False,
+                           pythons=(rootfs.PYTHON,))
+    projects = pypi.publish(Path(services["mirror_root"]), target)
     log(f"lab bundle {target}: Ollama {' + '.join(index.ollama_versions)}, Claude Code "
-        f"{' + '.join(index.claude_versions)}, models {', '.join(m.name for m in index.models)}; "
+        f"{' + '.join(index.claude_versions)}, models {', '.join(m.name for m in index.models)}, "
+        f"toolkit wheels for {', '.join(index.wheel_sets)} (also the lab's PyPI: {projects} projects); "
         f"{fetched / 1e6:.1f} MB downloaded")
     return target

@@ -9,6 +9,7 @@ Tree (URL path = path under `root`; a deploy only swaps the base URL):
     claude-code-releases/stable, latest                           (bare version string)
     npm/anthropic-ai-claude-code-<ver>.tgz                        (for an offline `npm install -g`)
     npm/anthropic-ai-claude-code-<platform>-<ver>.tgz
+    pypi/simple/<project>/index.html                              ← https://pypi.org/simple/… (lab/pypi.py)
     .localcode-mirror.json                                        (build stamp; nginx answers 404 for dot files)
 
 The Ollama files come from the stand-in builder (lab/standin/build_release.py, run as a
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 OLLAMA_RELEASES_PATH = "/ollama/releases/download"  # + /v<ver>/<file>
 CLAUDE_RELEASES_PATH = "/claude-code-releases"  # + /<ver>/<platform>/claude, /<ver>/manifest.json, /stable
 NPM_PATH = "/npm"  # + /<npm tarball filename>
+PYPI_PATH = "/pypi/simple"  # + /<project>/ (lab/pypi.py)
 STAMP_NAME = ".localcode-mirror.json"
 LOCK_NAME = ".localcode-mirror.lock"
 STANDIN_BUILDER = "build_release.py"
@@ -455,6 +457,7 @@ def write_nginx_config(path: Path, root: Path, listen_unix: Path, listen_tcp_por
         "    types {",
         "        application/json json;",
         "        text/plain txt;",
+        "        text/html html;",
         "    }",
         "    default_type application/octet-stream;",
         f"    access_log {q(run / 'access.log', 'access log')};",
@@ -478,6 +481,11 @@ def write_nginx_config(path: Path, root: Path, listen_unix: Path, listen_tcp_por
         f"        root {q(root, 'root')};",
         "        location / {",
         "            try_files $uri =404;",
+        "        }",
+        # The lab's PyPI (lab/pypi.py): a project's page is its directory's index.html.
+        f"        location {PYPI_PATH}/ {{",
+        "            index index.html;",
+        "            try_files $uri $uri/ =404;",
         "        }",
         "        location ~ /\\. {",
         "            return 404;",

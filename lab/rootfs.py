@@ -17,8 +17,9 @@ MIRROR = os.environ.get("LOCALCODE_LAB_DEBIAN_MIRROR", "http://deb.debian.org/de
 PACKAGES = (
     "openssh-server", "sudo", "procps", "iproute2", "curl", "ca-certificates", "zstd",
     "python3", "systemd", "systemd-sysv", "dbus", "libpam-systemd", "zsh", "fish", "rsync",
-    "acl", "less",
+    "acl", "less", "python3-venv", "git",
 )
+PYTHON = "3.11"  # bookworm's python3: the toolkit wheels the lab's bundle carries
 SSHD_CONFIG = """\
 # localcode lab: key-only root login, no DNS lookups (hosts have no resolver)
 PermitRootLogin prohibit-password

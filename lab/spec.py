@@ -64,6 +64,8 @@ class Gpu(Strict):
 class DeveloperUser(Strict):
     name: str = Field(pattern=USER_PATTERN)
     shell: Literal["bash", "zsh", "fish"] = "bash"
+    # A new machine's developer: an administrator (the sudo group) whose sudo asks this password.
+    sudo_password: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{6,40}$")
 
     @property
     def shell_path(self) -> str:

@@ -17,6 +17,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -540,3 +541,50 @@ def test_a_corrupted_blob_is_refused_and_not_kept(upstream, tmp_path):
     upstream.put(f"registry/v2/team/tiny/blobs/{upstream.weights}", b"GGUF weights" * 2000)
     assert upstream.bundle(tmp_path / "bundle").returncode == 0
     assert (tmp_path / "bundle" / manifest_path(upstream.MODEL)).is_file()
+
+
+def _tiny_wheel(directory: Path, name: str, version: str) -> Path:
+    """A minimal valid wheel (metadata only)."""
+    import zipfile
+
+    dist = f"{name.replace('-', '_')}-{version}"
+    path = directory / f"{dist}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.writestr(f"{dist}.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        wheel.writestr(f"{dist}.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        wheel.writestr(f"{dist}.dist-info/RECORD", "")
+    return path
+
+
+def test_the_lab_pypi_serves_the_bundles_wheels_to_pip(tmp_path):
+    """pip, pointed at the lab's PyPI as an online lab host's /etc/pip.conf points it, finds a
+    wheel the bundle carries and checks it against the index's sha256."""
+    from localcode.bundle_index import BundleFile, BundleIndex, save_index
+    from lab import pypi
+
+    root = tmp_path / "root"
+    wheels_dir = root / "bundle" / "wheels"
+    wheels_dir.mkdir(parents=True)
+    wheel = _tiny_wheel(wheels_dir, "demo-pkg", "1.0")
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    save_index(root / "bundle", BundleIndex(wheels=(BundleFile(path=f"wheels/{wheel.name}", size=wheel.stat().st_size,
+                                                                sha256=digest),)))
+    assert pypi.publish(root, root / "bundle") == 1
+    nginx = Nginx(tmp_path, root)
+    try:
+        page = requests.get(f"{nginx.url}{mirror.PYPI_PATH}/demo-pkg/", timeout=5)
+        assert page.headers["Content-Type"].startswith("text/html")
+        assert f"/bundle/wheels/{wheel.name}#sha256={digest}" in page.text
+        got = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--isolated", "-d",
+                              str(tmp_path / "got"), "--index-url", f"{nginx.url}{mirror.PYPI_PATH}/", "demo-pkg"],
+                             capture_output=True, text=True)
+        assert got.returncode == 0, got.stderr
+        assert (tmp_path / "got" / wheel.name).read_bytes() == wheel.read_bytes()
+        wheel.write_bytes(wheel.read_bytes() + b"tampered")  # the index's sha256 no longer holds
+        (tmp_path / "got" / wheel.name).unlink()
+        got = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--isolated", "-d",
+                              str(tmp_path / "got"), "--index-url", f"{nginx.url}{mirror.PYPI_PATH}/", "demo-pkg"],
+                             capture_output=True, text=True)
+        assert got.returncode != 0 and "HASH" in got.stderr.upper(), got.stderr
+    finally:
+        nginx.stop()
