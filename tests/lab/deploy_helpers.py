@@ -52,3 +52,24 @@ def host_specific_names(results: dict, lab: Lab) -> list[str]:
     specific = {u.name for h in lab.spec.hosts for u in h.users} | {"gpt-oss", "devstral", "gemma4", "qwen3", "0.30.0"}
     return [op["name"] for op in results["results"]["operations"]
             if any(word in op["name"] for word in specific)]
+
+
+def outbound_packets(lab: Lab, host: str) -> int:
+    ns = lab.state.data["hosts"][host]["netns"]
+    out = subprocess.run(["ip", "netns", "exec", ns, "nft", "list", "table", "inet", "egress"],
+                         capture_output=True, text=True, check=True).stdout
+    return sum(int(part.split()[0]) for part in out.split("counter packets ")[1:])
+
+
+def count_egress(lab: Lab, host: str) -> None:
+    """Count the host's attempts to reach anything: new TCP connections and UDP (DNS included)
+    leaving by any interface but loopback. (The kernel's own IPv6 neighbour discovery is no
+    attempt to reach a host and is not counted.) A default route towards the control machine
+    (which drops everything a lab host opens) is added meanwhile: without a route the kernel
+    refuses a packet before any hook sees it, and an attempt would go uncounted."""
+    ns = lab.state.data["hosts"][host]["netns"]
+    subprocess.run(["ip", "-n", ns, "route", "replace", "default", "via", lab.control_address(host)], check=True)
+    rules = ("table inet egress {\n chain out {\n  type filter hook output priority 0; policy accept;\n"
+             "  oifname \"lo\" accept\n  tcp flags & (syn | ack) == syn counter\n  meta l4proto udp counter\n"
+             " }\n}\n")
+    subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules, text=True, check=True)

@@ -19,7 +19,7 @@ from lab.inventory import lab_bundle_dir
 from localcode.sources import MODEL_STAGING
 
 from .conftest import REPO, Lab, lab_spec_file, start_lab
-from .deploy_helpers import changed_ops, deploy, write_inventory
+from .deploy_helpers import changed_ops, count_egress, deploy, outbound_packets, write_inventory
 
 pytestmark = pytest.mark.lab
 STORE = "/usr/share/ollama/.ollama/models"
@@ -73,27 +73,6 @@ def received_bytes(lab: Lab, host: str) -> int:
     """Bytes the host received on its only link (the control side's veth transmit counter)."""
     veth = lab.state.data["hosts"][host]["veth"]
     return int(Path(f"/sys/class/net/{veth}/statistics/tx_bytes").read_text())
-
-
-def outbound_packets(lab: Lab, host: str) -> int:
-    ns = lab.state.data["hosts"][host]["netns"]
-    out = subprocess.run(["ip", "netns", "exec", ns, "nft", "list", "table", "inet", "egress"],
-                         capture_output=True, text=True, check=True).stdout
-    return sum(int(part.split()[0]) for part in out.split("counter packets ")[1:])
-
-
-def count_egress(lab: Lab, host: str) -> None:
-    """Count the host's attempts to reach anything: new TCP connections and UDP (DNS included)
-    leaving by any interface but loopback. (The kernel's own IPv6 neighbour discovery is no
-    attempt to reach a host and is not counted.) A default route towards the control machine
-    (which drops everything a lab host opens) is added meanwhile: without a route the kernel
-    refuses a packet before any hook sees it, and an attempt would go uncounted."""
-    ns = lab.state.data["hosts"][host]["netns"]
-    subprocess.run(["ip", "-n", ns, "route", "replace", "default", "via", lab.control_address(host)], check=True)
-    rules = ("table inet egress {\n chain out {\n  type filter hook output priority 0; policy accept;\n"
-             "  oifname \"lo\" accept\n  tcp flags & (syn | ack) == syn counter\n  meta l4proto udp counter\n"
-             " }\n}\n")
-    subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules, text=True, check=True)
 
 
 def test_airgapped_host_converges_from_the_bundle_and_stays_offline(lab: Lab, tmp_path):

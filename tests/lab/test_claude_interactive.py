@@ -8,10 +8,7 @@ the command's output once accepted; in any other folder it still asks for folder
 from __future__ import annotations
 
 import json
-import shlex
 import shutil
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,6 +19,7 @@ from lab import fleet
 
 from .conftest import Lab, start_lab
 from .deploy_helpers import deploy, write_inventory
+from .terminal import Terminal
 
 pytestmark = pytest.mark.lab
 HOST = "laptop"
@@ -32,8 +30,6 @@ PROMPTS = {"bash": "dev@laptop:~$", "zsh": "laptop%", "fish": "finn@laptop ~>"}
 FIRST_RUN = ("Choose the text style", "Security notes", "Quick safety check", "trust this folder",
              "Make auto mode your default", "Select login method", "Detected a custom API key")
 READY = "? for shortcuts"  # the input box's footer: claude waits for a prompt
-WAIT = 60.0
-RETRY = 3.0  # a dialog may drop a key that arrives while it is still being set up: pressed again after this
 if shutil.which("tmux") is None:
     pytest.skip("tmux is missing on the control machine (apt-get install tmux)", allow_module_level=True)
 
@@ -59,75 +55,13 @@ def lab(tmp_path_factory) -> Iterator[Lab]:
         fleet.down(lab.spec.name)
 
 
-class Terminal:
-    """A 200x50 terminal on the developer's login shell, on a tmux server of its own (its
-    socket at `socket`)."""
-
-    def __init__(self, lab: Lab, user: str, socket: Path):
-        self.socket = str(socket)
-        ssh = fleet.ssh_argv(lab.state, HOST, user)
-        self.tmux("new-session", "-d", "-x", "200", "-y", "50", "-s", "main",
-                  shlex.join([ssh[0], "-tt", *ssh[1:]]))
-
-    def tmux(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-S", self.socket, "-f", "/dev/null", *args], check=True,
-                              capture_output=True, text=True, timeout=30).stdout
-
-    def screen(self) -> str:
-        """The visible text, wrapped lines joined."""
-        return self.tmux("capture-pane", "-p", "-J", "-t", "main")
-
-    def type(self, text: str) -> None:
-        self.tmux("send-keys", "-t", "main", "-l", text)
-
-    def run(self, command: str) -> None:
-        """Types a shell command line, then Enter."""
-        self.type(command)
-        self.keys("Enter")
-
-    def keys(self, *keys: str) -> None:
-        self.tmux("send-keys", "-t", "main", *keys)
-
-    def poll(self, texts: tuple[str, ...], timeout: float) -> tuple[bool, str]:
-        """(whether the screen showed every text within `timeout` s, the last screen)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            screen = self.screen()
-            if all(t in screen for t in texts):
-                return True, screen
-            if time.monotonic() > deadline:
-                return False, screen
-            time.sleep(0.2)
-
-    def wait_for(self, *texts: str, timeout: float = WAIT) -> str:
-        """The screen once it shows every text; fails with the screen after `timeout` s."""
-        shown, screen = self.poll(texts, timeout)
-        if not shown:
-            raise AssertionError(f"after {timeout:.0f}s the screen lacks {texts}:\n{screen}")
-        return screen
-
-    def press(self, key: str, *texts: str, timeout: float = WAIT) -> str:
-        """Presses the key, again every RETRY s, until the screen shows every text; the screen."""
-        deadline = time.monotonic() + timeout
-        while True:
-            self.keys(key)
-            shown, screen = self.poll(texts, RETRY)
-            if shown:
-                return screen
-            if time.monotonic() > deadline:
-                raise AssertionError(f"after {timeout:.0f}s of {key} the screen lacks {texts}:\n{screen}")
-
-    def close(self) -> None:
-        self.tmux("kill-server")
-
-
 @pytest.fixture
 def open_terminal(lab: Lab, tmp_path: Path) -> Iterator[Callable[[str], Terminal]]:
     """Opens a developer's terminal, at their shell's prompt; closed after the test."""
     opened: list[Terminal] = []
 
     def opener(user: str) -> Terminal:
-        term = Terminal(lab, user, tmp_path / f"tmux-{len(opened)}")
+        term = Terminal(lab, HOST, user, tmp_path / f"tmux-{len(opened)}")
         opened.append(term)
         term.wait_for(PROMPTS[SHELLS[user]])
         return term
