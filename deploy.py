@@ -9,8 +9,8 @@ Reads as a table of contents; each step is a module of localcode/.
 
 from pyinfra import host, inventory
 
-from localcode import (claude, helper_scripts, models, ollama, onboarding, ops, plan, settings, userfiles,
-                       wiring)
+from localcode import (claude, helper_scripts, models, ollama, onboarding, ops, plan, pull_setup, settings,
+                       userfiles, wiring)
 
 # 1. Validate every host's data before anything is touched (a bad value stops the run).
 config = settings.host_config(host, inventory)
@@ -26,7 +26,8 @@ else:
     # The files we own or edit on this host (helpers, unit files, Modelfile, Claude Code's managed
     # settings, the developers' rc and settings files), observed in one round trip.
     owned = userfiles.observe(helper_scripts.managed_paths() + ollama.managed_paths(host_plan.facts.os)
-                              + models.managed_paths(host_plan.decision) + claude.managed_paths(host_plan.facts.os),
+                              + models.managed_paths(host_plan.decision) + claude.managed_paths(host_plan.facts.os)
+                              + pull_setup.managed_paths(host_plan.facts.os),
                               wiring.candidate_paths(config, host_plan.facts.accounts), host_plan.facts.os,
                               host_plan.facts.login)
 
@@ -48,3 +49,7 @@ else:
         # 6. Wiring, per developer user: the alias in the login shell's rc file, project settings,
         #    and on air-gapped hosts plain `claude` on the local model.
         wiring.wire(config, host_plan.decision, host_plan.facts, owned)
+
+        # 7. Pull mode (pull_interval): the toolkit, the team configuration and a timer, so the
+        #    host fetches the configuration and deploys itself; unset, nothing of it is left.
+        pull_setup.setup(config, host_plan.facts.os, owned)

@@ -99,3 +99,26 @@ claude_source = "internet"  # where Claude Code comes from
 model_source = "internet"  # where base models come from
 bundle_dir = None  # the bundle directory on the control machine, for the 'bundle' sources
 mirror_url = None  # the URL serving a bundle directory, for the 'mirror' sources
+
+# --- Pull mode ------------------------------------------------------------------------------------
+# The host fetches the team configuration on a schedule and deploys itself on @local as root (a
+# systemd timer, or a LaunchDaemon on macOS), recording each run in
+# /var/lib/localcode/last-run.json.
+# how often the host fetches pull_config_url and deploys itself on @local, e.g. "6h" (m, h, d; at
+# least 15m). None: pull mode off (a timer left from before is removed).
+pull_interval = None
+# a random delay of up to this before each pull run, spreading a fleet's runs (systemd
+# RandomizedDelaySec; on macOS a random sleep)
+pull_splay = "30m"
+# the team configuration (this repository with its inventory): a git URL, or an http(s) URL of a
+# .tar.gz with <url>.sha256 beside it
+pull_config_url = None
+pull_config_branch = "main"  # the git branch a pull-mode host follows
+# the inventory file inside the configuration that names this host
+pull_inventory = "inventory/team.py"
+# each pull run's status is PUT to <url>/<host>.json (any server that accepts PUT, e.g. nginx with
+# WebDAV); `localcode doctor --reports DIR` reads the collected files
+pull_report_url = None
+# this host's name in the team inventory when the deploy runs on it as @local (onboarding and pull
+# mode set it)
+inventory_name = None

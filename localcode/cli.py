@@ -115,6 +115,12 @@ def _onboard(args: argparse.Namespace) -> int:
     return run(args.inventory, args.host, args.bundle and str(args.bundle), args.mirror, args.dry)
 
 
+def _pull(args: argparse.Namespace) -> int:
+    from . import pull_runner
+
+    return pull_runner.apply() if args.apply else pull_runner.run(args.scheduled, args.splay)
+
+
 def default_python() -> str:
     """The Python running this command, as X.Y: the default set of wheels a bundle carries."""
     return f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -137,6 +143,11 @@ def _doctor(args: argparse.Namespace) -> int:
     from . import doctor, summary
     from .settings import ConfigError
 
+    if args.reports:
+        return _fleet_reports(args)
+    if not args.inventory:
+        print("error: give an inventory (or --reports DIR)", file=sys.stderr)
+        return 2
     try:
         reports = doctor.run(args.inventory, deep=args.deep)
     except ConfigError as exc:
@@ -148,6 +159,24 @@ def _doctor(args: argparse.Namespace) -> int:
         args.html.write_text(doctor.html(reports, stamp, last_run))
     print(json.dumps([r.as_dict() for r in reports], indent=2) if args.json else doctor.table(reports))
     return 0 if all(r.ok for r in reports) else 1
+
+
+def _fleet_reports(args: argparse.Namespace) -> int:
+    """The fleet from the status files pull-mode hosts sent (no SSH)."""
+    import datetime
+    import time
+
+    from . import pull
+
+    statuses, unreadable = pull.read_reports(args.reports)
+    for name in unreadable:
+        print(f"warning: {args.reports / name} is not a pull-mode status file", file=sys.stderr)
+    if args.html:
+        stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+        args.html.write_text(pull.fleet_html(statuses, time.time(), str(args.reports), stamp))
+    print(json.dumps([s.model_dump() for s in statuses], indent=2) if args.json
+          else pull.fleet_table(statuses, time.time()))
+    return 0 if statuses and all(s.result == "ok" and s.doctor.get("ok") for s in statuses) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     what.set_defaults(handler=_plan)
 
     doc = commands.add_parser("doctor", help="check every host of an inventory and report")
-    doc.add_argument("inventory", help="pyinfra inventory file")
+    doc.add_argument("inventory", nargs="?", help="pyinfra inventory file")
+    doc.add_argument("--reports", type=Path, metavar="DIR",
+                     help="instead of SSH: the status files pull-mode hosts sent (<host>.json), as a fleet table")
     doc.add_argument("--deep", action="store_true", help="also run claude -p as each developer user")
     doc.add_argument("--json", action="store_true", help="machine-readable output")
     doc.add_argument("--html", type=Path, help="also write a self-contained HTML report here")
@@ -220,6 +251,14 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--mirror", type=_checked(check_base_url), help="install everything from this mirror URL")
     board.add_argument("--dry", action="store_true", help="show what the deploy would do, change nothing")
     board.set_defaults(handler=_onboard)
+
+    puller = commands.add_parser("pull", help="on a pull-mode host (root): fetch the team configuration and "
+                                              "deploy this host (its timer runs this)")
+    puller.add_argument("--scheduled", action="store_true", help="only when due (the interval, or the back-off "
+                                                                 "after failures)")
+    puller.add_argument("--splay", type=int, default=0, metavar="SECONDS", help="sleep up to this long first")
+    puller.add_argument("--apply", action="store_true", help=argparse.SUPPRESS)  # the fresh toolkit's half of a run
+    puller.set_defaults(handler=_pull)
 
     keys = commands.add_parser("defaults", help="print every host key with its default and what it does "
                                                 "(group_data/all.py)")

@@ -85,6 +85,8 @@ def onboard_data(entry: Entry, developer: str | None, bundle: str | None, mirror
     """The deploy data for @local: the host's own keys (pyinfra's connector keys left out), the
     invoking developer among its developer users, and the bundle or mirror to install from."""
     data = {k: v for k, v in entry.data.items() if not k.startswith(PYINFRA_KEY_PREFIXES)}
+    if entry.name is not None:
+        data["inventory_name"] = entry.name
     if developer and developer != "root":
         listed = list(data.get("developer_users") or [])
         data["developer_users"] = listed + [developer] * (developer not in listed)

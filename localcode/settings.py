@@ -207,6 +207,63 @@ def check_base_url(value: str) -> str:
     return value.rstrip("/")
 
 
+INTERVAL = re.compile(r"^([1-9][0-9]{0,4})(m|h|d)$")
+_INTERVAL_SECONDS = {"m": 60, "h": 3600, "d": 86400}
+
+
+def interval_seconds(value: str) -> int:
+    """ "6h" -> 21600: a duration in minutes (m), hours (h) or days (d)."""
+    match = INTERVAL.match(value)
+    if not match:
+        raise ValueError('expected a duration like "30m", "6h" or "1d"')
+    return int(match[1]) * _INTERVAL_SECONDS[match[2]]
+
+
+def check_pull_interval(value: str) -> str:
+    if interval_seconds(value) < 15 * 60:
+        raise ValueError("at least 15m: every run reads the whole host (facts, doctor)")
+    return value
+
+
+def check_splay(value: str) -> str:
+    interval_seconds(value)
+    return value
+
+
+def check_config_url(value: str) -> str:
+    """Where a pull-mode host fetches the team configuration: a git repository (https, http,
+    ssh, scp-like user@host:path, or file:// for a local copy) or an http(s) tarball (.tar.gz,
+    with <url>.sha256 beside it)."""
+    _check_no_credentials(value)
+    if not re.fullmatch(r"(https?|ssh|file)://[A-Za-z0-9.:/_~@+-]+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[A-Za-z0-9._~/+-]+",
+                        value):
+        raise ValueError("expected a git URL (https://, ssh://, user@host:path, file:///) or an http(s) "
+                         "URL of a .tar.gz; no query, no spaces")
+    return value
+
+
+def check_host_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}", value):
+        raise ValueError("expected a host name like ws-dana.example.internal")
+    return value
+
+
+def _check_relative_path(value: str) -> str:
+    parts = value.split("/")
+    if not all(re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]*", p) for p in parts) or ".." in parts:
+        raise ValueError("expected a path inside the configuration like inventory/team.py")
+    return value
+
+
+RelativePath = Annotated[str, AfterValidator(_check_relative_path)]
+
+
+def check_branch(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,99}", value) or ".." in value or value.endswith((".lock", "/")):
+        raise ValueError("expected a git branch name like main or release/2026")
+    return value
+
+
 def _check_registry_url(value: str) -> str:
     _check_no_credentials(value)
     if not re.fullmatch(r"https?://[A-Za-z0-9.:/_-]+", value):
@@ -494,6 +551,27 @@ class HostConfig(BaseModel):
     mirror_url: Annotated[str, AfterValidator(check_base_url)] | None = Field(
         None, description="the URL serving a bundle directory, for the 'mirror' sources")
 
+    # Pull mode: the host fetches the team's configuration and deploys itself on a schedule.
+    pull_interval: Annotated[str, AfterValidator(check_pull_interval)] | None = Field(
+        None, description='how often the host fetches pull_config_url and deploys itself on @local, e.g. "6h" '
+                          "(m, h, d; at least 15m). None: pull mode off (a timer left from before is removed).")
+    pull_splay: Annotated[str, AfterValidator(check_splay)] = Field(
+        "30m", description="a random delay of up to this before each pull run, spreading a fleet's runs "
+                           "(systemd RandomizedDelaySec; on macOS a random sleep)")
+    pull_config_url: Annotated[str, AfterValidator(check_config_url)] | None = Field(
+        None, description="the team configuration (this repository with its inventory): a git URL, or an "
+                          "http(s) URL of a .tar.gz with <url>.sha256 beside it")
+    pull_config_branch: Annotated[str, AfterValidator(check_branch)] = Field(
+        "main", description="the git branch a pull-mode host follows")
+    pull_inventory: RelativePath = Field(
+        "inventory/team.py", description="the inventory file inside the configuration that names this host")
+    pull_report_url: Annotated[str, AfterValidator(check_base_url)] | None = Field(
+        None, description="each pull run's status is PUT to <url>/<host>.json (any server that accepts PUT, e.g. "
+                          "nginx with WebDAV); `localcode doctor --reports DIR` reads the collected files")
+    inventory_name: Annotated[str, AfterValidator(check_host_name)] | None = Field(
+        None, description="this host's name in the team inventory when the deploy runs on it as @local "
+                          "(onboarding and pull mode set it)")
+
     @field_validator("apple_gpu_memory", mode="before")
     @classmethod
     def _gpu_memory(cls, value: Any) -> Any:
@@ -551,6 +629,9 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "ollama_min_version": ("Ollama", ""),
     "model_parameters": ("Models", ""),
     "claude_version": ("Claude Code", ""),
+    "pull_interval": ("Pull mode", "The host fetches the team configuration on a schedule and deploys itself "
+                                   "on @local as root (a systemd timer, or a LaunchDaemon on macOS), recording "
+                                   "each run in /var/lib/localcode/last-run.json."),
     "ollama_source": ("Sources", '"internet" (default), "bundle" (bundle_dir on the control machine, made by '
                                  "`localcode bundle`, pushed to hosts over SSH, only missing files) or "
                                  '"mirror" (hosts fetch from mirror_url, any static HTTP server serving a bundle '
@@ -644,6 +725,14 @@ def _cross_check(config: HostConfig, for_deploy: bool) -> list[str]:
         if online:
             problems.append(f"  network = 'airgapped': {online} are 'internet'; an air-gapped host needs "
                             f"'bundle' or 'mirror' sources")
+    if config.pull_interval is not None:
+        if config.pull_config_url is None:
+            problems.append(f"  pull_interval = {config.pull_interval!r}: pull mode needs pull_config_url, "
+                            f"where the host fetches the team configuration")
+        bundled = [k for k, v in sources.items() if v == "bundle"]
+        if bundled:
+            problems.append(f"  pull_interval = {config.pull_interval!r}: {bundled} are 'bundle', which the control "
+                            f"machine pushes; a host that deploys itself needs 'internet' or 'mirror' sources")
     strangers = sorted(set(config.claude_projects) - set(config.developer_users))
     if strangers:
         problems.append(f"  claude_projects = {dict(config.claude_projects)!r}: users {strangers} are not in "

@@ -53,7 +53,8 @@ def test_two_matching_hosts_are_an_error_naming_both():
 def test_the_local_data_keeps_ours_adds_the_developer_and_the_source(tmp_path):
     entry = find_entry(TEAM, ("ws-shared",), None)
     data = onboard_data(entry, "fay", None, None)
-    assert data == {"developer_users": ["eli", "fay"], "model_preferences": ["qwen3-coder:30b"]}
+    assert data == {"developer_users": ["eli", "fay"], "model_preferences": ["qwen3-coder:30b"],
+                    "inventory_name": "ws-shared"}
     data = onboard_data(Entry("mac-ana.example.internal", dict(TEAM[0][1])), "newhire", str(tmp_path), None)
     assert "ssh_user" not in data  # the connector's keys are not ours (and @local has no SSH)
     assert data["developer_users"] == ["ana", "newhire"]
