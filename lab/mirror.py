@@ -10,6 +10,8 @@ Tree (URL path = path under `root`; a deploy only swaps the base URL):
     npm/anthropic-ai-claude-code-<ver>.tgz                        (for an offline `npm install -g`)
     npm/anthropic-ai-claude-code-<platform>-<ver>.tgz
     pypi/simple/<project>/index.html                              ← https://pypi.org/simple/… (lab/pypi.py)
+    git/<name>.git/                                               a team's configuration repository (dumb HTTP)
+    reports/<host>.json                                           what pull-mode hosts PUT (WebDAV)
     .localcode-mirror.json                                        (build stamp; nginx answers 404 for dot files)
 
 The Ollama files come from the stand-in builder (lab/standin/build_release.py, run as a
@@ -51,6 +53,8 @@ OLLAMA_RELEASES_PATH = "/ollama/releases/download"  # + /v<ver>/<file>
 CLAUDE_RELEASES_PATH = "/claude-code-releases"  # + /<ver>/<platform>/claude, /<ver>/manifest.json, /stable
 NPM_PATH = "/npm"  # + /<npm tarball filename>
 PYPI_PATH = "/pypi/simple"  # + /<project>/ (lab/pypi.py)
+REPORTS_PATH = "/reports"  # + /<host>.json: PUT by pull-mode hosts
+GIT_PATH = "/git"  # + /<name>.git: repositories served over git's dumb HTTP protocol
 STAMP_NAME = ".localcode-mirror.json"
 LOCK_NAME = ".localcode-mirror.lock"
 STANDIN_BUILDER = "build_release.py"
@@ -429,7 +433,8 @@ def write_nginx_config(path: Path, root: Path, listen_unix: Path, listen_tcp_por
     ignored with a warning when the master is not root). Content types: sha256sum.txt and the
     stable/latest pointers are text/plain, manifest.json application/json, everything else
     application/octet-stream. No directory listings (directories answer 404), dot files 404,
-    Range requests as nginx does by default (206 + Content-Range).
+    Range requests as nginx does by default (206 + Content-Range); PUT only under
+    REPORTS_PATH (WebDAV), where pull-mode hosts send their status.
     """
     path, root, listen_unix, run_dir = (Path(p).absolute() for p in (path, root, listen_unix, run_dir))
     if len(os.fsencode(str(listen_unix))) >= 108:
@@ -481,6 +486,12 @@ def write_nginx_config(path: Path, root: Path, listen_unix: Path, listen_tcp_por
         f"        root {q(root, 'root')};",
         "        location / {",
         "            try_files $uri =404;",
+        "        }",
+        # Where pull-mode hosts PUT their status (pull_report_url), as a WebDAV share would take it.
+        f"        location {REPORTS_PATH}/ {{",
+        "            dav_methods PUT;",
+        "            create_full_put_path on;",
+        "            dav_access user:rw group:r all:r;",
         "        }",
         # The lab's PyPI (lab/pypi.py): a project's page is its directory's index.html.
         f"        location {PYPI_PATH}/ {{",

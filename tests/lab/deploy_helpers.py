@@ -3,11 +3,19 @@ overrides written into a temporary inventory file."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
+import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
-from .conftest import REPO, Lab
+import yaml
+
+from lab import fleet
+
+from .conftest import REPO, Lab, start_lab
 
 
 def write_inventory(path: Path, lab: Lab, overrides: dict[str, dict] | None = None) -> Path:
@@ -73,3 +81,41 @@ def count_egress(lab: Lab, host: str) -> None:
              "  oifname \"lo\" accept\n  tcp flags & (syn | ack) == syn counter\n  meta l4proto udp counter\n"
              " }\n}\n")
     subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules, text=True, check=True)
+
+
+def repository_archive(prefix: str = "localcode/") -> bytes:
+    """The repository as a developer's clone has it (tracked and new files, nothing ignored)."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            check=True, capture_output=True).stdout.decode().split("\0")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name in filter(None, listed):
+            if (REPO / name).is_file():
+                tar.add(REPO / name, arcname=f"{prefix}{name}")
+    return buffer.getvalue()
+
+
+def console(lab: Lab, host: str, script: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """A root shell on a lab host without SSH, as at its console: the script runs in the
+    namespaces of the container's init (found as the child of the systemd-nspawn we started)."""
+    record = lab.state.data["hosts"][host]
+    nspawn = next(p["pid"] for p in record["procs"] if p["argv0"] == "systemd-nspawn")
+    init = Path(f"/proc/{nspawn}/task/{nspawn}/children").read_text().split()[0]
+    return subprocess.run(["nsenter", "-t", init, "-a", "--", "/usr/bin/env", "-i",
+                           "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "/bin/sh", "-c", script],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@contextlib.contextmanager
+def lab_with_bundle(spec: dict, directory: Path) -> Iterator[Lab]:
+    """A lab of its own from a spec, with the lab's bundle built (its wheels are also the lab's
+    PyPI); taken down afterwards."""
+    path = directory / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    lab = start_lab(path)
+    try:
+        subprocess.run([str(REPO / ".venv/bin/python"), "-m", "lab", "bundle", "--spec", str(path)],
+                       cwd=REPO, check=True, capture_output=True)
+        yield lab
+    finally:
+        fleet.down(lab.spec.name)

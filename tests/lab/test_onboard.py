@@ -8,23 +8,20 @@ passes for the host, `claude-local -p` answers, and a second onboarding changes 
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import subprocess
-import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from lab import fleet
 from lab.inventory import lab_bundle_dir, source_data
 
-from .conftest import REPO, Lab, q, start_lab
-from .deploy_helpers import count_egress, outbound_packets, write_inventory
+from .conftest import REPO, Lab, q
+from .deploy_helpers import count_egress, lab_with_bundle, outbound_packets, repository_archive, write_inventory
 from .terminal import Terminal
 
 pytestmark = pytest.mark.lab
@@ -43,33 +40,14 @@ def lab(tmp_path_factory) -> Iterator[Lab]:
         {"name": ONLINE, "ram_gib": 24, "users": [{"name": USERS[ONLINE][0], "sudo_password": USERS[ONLINE][1]}]},
         {"name": AIRGAPPED, "ram_gib": 24, "network": "airgapped",
          "users": [{"name": USERS[AIRGAPPED][0], "sudo_password": USERS[AIRGAPPED][1]}]}]}
-    path = tmp_path_factory.mktemp("onbd") / "onbd.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    lab = start_lab(path)
-    try:
-        subprocess.run([str(REPO / ".venv/bin/python"), "-m", "lab", "bundle", "--spec", str(path)],
-                       cwd=REPO, check=True, capture_output=True)
+    with lab_with_bundle(spec, tmp_path_factory.mktemp("onbd")) as lab:
         yield lab
-    finally:
-        fleet.down(lab.spec.name)
-
-
-def clone_archive() -> bytes:
-    """The repository as a developer's clone has it (tracked and new files, nothing ignored)."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                            check=True, capture_output=True).stdout.decode().split("\0")
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name in filter(None, listed):
-            if (REPO / name).is_file():
-                tar.add(REPO / name, arcname=f"localcode/{name}")
-    return buffer.getvalue()
 
 
 def copy_clone(lab: Lab, host: str, team_inventory: str) -> None:
     """The clone in the developer's home, with the team inventory that names this machine."""
     user = USERS[host][0]
-    subprocess.run([*fleet.ssh_argv(lab.state, host, user), "tar -xzf - -C ~"], input=clone_archive(),
+    subprocess.run([*fleet.ssh_argv(lab.state, host, user), "tar -xzf - -C ~"], input=repository_archive(),
                    check=True, capture_output=True)
     lab.ssh(host, f"cat > ~/localcode/inventory/team.py <<'EOF'\n{team_inventory}EOF", user=user)
 
