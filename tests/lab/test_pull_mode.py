@@ -103,6 +103,18 @@ def ssh_blocked(lab: Lab, blocked: bool) -> None:
         subprocess.run(["ip", "netns", "exec", ns, "nft", "delete", "table", "inet", "nossh"], check=True)
 
 
+def mirror_blocked(lab: Lab, blocked: bool) -> None:
+    """The lab mirror (the configuration repository, the report URL) unreachable from the host."""
+    ns = lab.state.data["hosts"][HOST]["netns"]
+    port = lab.spec.internet.mirror_port
+    rules = ("table inet nomirror {\n chain out {\n  type filter hook output priority 0; policy accept;\n"
+             f"  tcp dport {port} reject with tcp reset\n }}\n}}\n")
+    if blocked:
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules, text=True, check=True)
+    else:
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "delete", "table", "inet", "nomirror"], check=True)
+
+
 def modelfile(lab: Lab) -> str:
     return console(lab, HOST, f"cat {MODELFILE_DIR}/*.Modelfile").stdout
 
@@ -147,10 +159,21 @@ def test_one_push_then_the_host_follows_the_repository_alone(lab: Lab, team: Tea
         assert "num_ctx" in got["reason"] and got["revision"] == broken and got["applied_revision"] == second, got
         assert modelfile(lab) == before
 
-        # The scheduled run backs off after the failure; the manual one does not wait.
+        # The mirror (configuration and report URL) down: the run says so and keeps the status here.
+        mirror_blocked(lab, True)
+        try:
+            run = console(lab, HOST, "systemctl start localcode-pull.service")
+        finally:
+            mirror_blocked(lab, False)
+        got = status(lab)
+        assert run.returncode != 0 and got["result"] == "unreachable", got
+        assert got["reason"].startswith("cannot fetch ") and got["report"].startswith("not sent to "), got
+        assert (got["consecutive_failures"], got["applied_revision"]) == (2, second), got
+
+        # The scheduled run backs off after failures; the manual one does not wait.
         scheduled = console(lab, HOST, "systemctl start localcode-pull-scheduled.service; "
                                        "journalctl -u localcode-pull-scheduled.service -n 5 --no-pager -o cat")
-        assert "backing off after 1 failed run" in scheduled.stdout, scheduled.stdout
+        assert "backing off after 2 failed run(s)" in scheduled.stdout, scheduled.stdout
         assert status(lab)["when"] == got["when"]
 
         # Fixed: two triggers at once run once.
