@@ -39,8 +39,12 @@ demo: setup
 	$(BIN)/localcode doctor inventory/lab.py --deep --html doctor-report.html; \
 	rc=$$?; $(BIN)/python -m lab down; exit $$rc
 
+# Unit and plan tests in one process (pyinfra's CLI patches the process with gevent); then the lab
+# tests three modules at a time, each module with a lab of its own (name and subnet): they mostly
+# wait on their hosts, so 2 cores run 3 of them.
 test: setup
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --ignore=tests/lab $(PYTEST_ARGS)
+	$(BIN)/pytest -n 3 --dist loadfile tests/lab $(PYTEST_ARGS)
 
 # Set up the machine this runs on (its entry in inventory/team.py), as its developer:
 # `make onboard ARGS="--bundle /media/usb/bundle"`; the same as ./onboard (for machines without make).

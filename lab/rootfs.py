@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from .files import locked
 from .paths import CACHE_DIR
 
 SUITE = "bookworm"
@@ -55,6 +56,15 @@ def ensure_rootfs(log=print) -> Path:
     target = rootfs_path()
     if (target / "usr/lib/os-release").exists():
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with locked(target.parent / ".lock"):  # labs coming up side by side build it once
+        if (target / "usr/lib/os-release").exists():
+            return target
+        return _build(target, log)
+
+
+def _build(target: Path, log) -> Path:
+    """debootstrap into a private directory, then one rename: a reader sees all of it or none."""
     if shutil.which("debootstrap") is None:
         raise RuntimeError("debootstrap is missing: run `make setup` (apt-get install debootstrap)")
     building = target.with_name(f".build-{target.name}-{os.getpid()}")

@@ -133,3 +133,24 @@ def test_a_held_lock_makes_a_second_lab_command_fail_fast(tmp_path, monkeypatch)
     with state.locked("demo"):
         with pytest.raises(BlockingIOError, match="from the body"):  # not taken for "busy"
             raise BlockingIOError("from the body")
+
+
+def test_every_lab_test_module_has_a_lab_of_its_own():
+    """`make test` runs lab test modules side by side: two labs with one name or one subnet would
+    meet (state, veths, addresses). Each module's lab (a literal spec, or the default fleet under
+    another name with lab_spec_file) has a name and a subnet nobody else uses, the default lab's
+    included."""
+    import re
+
+    repo = Path(__file__).resolve().parent.parent
+    labs = [("lab", "10.213")]  # inventory/lab.yaml: make demo's
+    for module in sorted((repo / "tests/lab").glob("test_*.py")) + sorted((repo / "bench").glob("*.py")):
+        text = module.read_text()
+        labs += re.findall(r'"name": "([a-z0-9-]+)", "subnet": "(10\.\d+)\.0\.0/16"', text)
+        labs += re.findall(r'lab_spec_file\([^,]+, "([a-z0-9-]+)", "(10\.\d+)\.0\.0/16"', text)
+        labs += [(m[0], m[1]) for m in re.findall(r'"name": "([a-z0-9-]+)",\s*"subnet": "(10\.\d+)\.0\.0/16"', text)
+                 if (m[0], m[1]) not in labs]
+    names, subnets = [n for n, _ in labs], [s for _, s in labs]
+    assert len(labs) > 15, labs  # the patterns still find the labs
+    assert len(set(names)) == len(names), sorted(n for n in names if names.count(n) > 1)
+    assert len(set(subnets)) == len(subnets), sorted(s for s in subnets if subnets.count(s) > 1)

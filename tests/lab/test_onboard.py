@@ -36,7 +36,7 @@ if shutil.which("tmux") is None:
 def lab(tmp_path_factory) -> Iterator[Lab]:
     """Two new machines (python3 with venv, git, sudo with a password for their developer), and
     the bundle the air-gapped one is carried on a USB disk."""
-    spec = {"name": "onbd", "subnet": "10.244.0.0/16", "hosts": [
+    spec = {"name": "onbd", "subnet": "10.247.0.0/16", "hosts": [
         {"name": ONLINE, "ram_gib": 24, "users": [{"name": USERS[ONLINE][0], "sudo_password": USERS[ONLINE][1]}]},
         {"name": AIRGAPPED, "ram_gib": 24, "network": "airgapped",
          "users": [{"name": USERS[AIRGAPPED][0], "sudo_password": USERS[AIRGAPPED][1]}]}]}

@@ -51,7 +51,7 @@ class TeamRepository:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory) -> Iterator[Lab]:
-    spec = {"name": "pull", "subnet": "10.245.0.0/16",
+    spec = {"name": "pull", "subnet": "10.248.0.0/16",
             "hosts": [{"name": HOST, "ram_gib": 24, "users": [{"name": USER}]}]}
     with lab_with_bundle(spec, tmp_path_factory.mktemp("pull")) as lab:
         yield lab
