@@ -109,13 +109,16 @@ def toolkit(settings: PullSettings, python: str, state: PullHost):
 
 @operation()
 def scheduled(os_name: str, state: PullHost, reload: bool):
-    """The timer enabled and running (macOS: the LaunchDaemon loaded into the system domain,
-    reloaded when its plist changed)."""
+    """The timer enabled and running, restarted when its units changed (a running timer keeps
+    its old schedule until then); macOS: the LaunchDaemon loaded into the system domain,
+    reloaded when its plist changed."""
     if os_name == "Linux":
-        if state.scheduled:
+        if state.scheduled and not reload:
             host.noop("localcode-pull.timer is enabled and running")
             return
         yield command("systemctl", "enable", "--now", "localcode-pull.timer")
+        if state.scheduled:
+            yield command("systemctl", "restart", "localcode-pull.timer")
         return
     if state.scheduled and not reload:
         host.noop(f"{LABEL} is loaded")
@@ -165,6 +168,6 @@ def setup(config: HostConfig, os_name: str, observed: dict) -> None:
         systemd.daemon_reload(name="Reload systemd units (pull mode)", _if=files.did_change)
     scheduled(name="Pull mode: scheduled", os_name=os_name, state=state,
               reload=any(not up_to_date(f, observed.get(f.path)) for f in _files(settings, config, os_name)
-                         if f.path == LAUNCH_DAEMON))
+                         if f.path != PULL_SETTINGS))
     summary.change(host, f"pull mode every {config.pull_interval}", installed)
 

@@ -126,6 +126,28 @@ def test_a_push_puts_a_linux_host_in_pull_mode(monkeypatch):
     assert ops["Pull mode: scheduled"].commands == ["systemctl enable --now localcode-pull.timer"]
 
 
+def test_a_changed_timer_is_restarted_an_unchanged_one_left_alone(monkeypatch):
+    """A running timer keeps its old schedule until restarted: restart it when its units changed."""
+    from localcode import pull_setup
+    from localcode.userfiles import FileState
+
+    config = HostConfig(**PULL)
+    settings = pull.settings_for(config, "@fake/ws").model_copy(update={"git": "/usr/bin/git"})
+    current = {f.path: FileState(f.content.decode(), f.mode.lstrip("0"), 0, 0)
+               for f in pull_setup._files(settings, config, "Linux")}
+    for splay, expected in (("30m", []), ("1h", ["systemctl enable --now localcode-pull.timer",
+                                                  "systemctl restart localcode-pull.timer"])):
+        data = linux_host(**PULL, pull_splay=splay)
+        data["fake_responses"]["import sys, venv, ensurepip"] = [
+            f"{M}python", "/usr/bin/python3", f"{M}git", "/usr/bin/git", f"{M}toolkit", "a" * 40, f"{M}config",
+            "a" * 40, f"{M}scheduled", "enabled", "active"]
+        monkeypatch.setattr(pull_setup, "up_to_date", lambda f, observed: f.content.decode() == (
+            current[f.path].text if f.path in current else None))
+        ops = plan_hosts([("@fake/ws", data)], monkeypatch)["@fake/ws"].by_name()
+        assert ops["Pull mode: scheduled"].commands == expected, splay
+        assert ops["Pull mode: toolkit and configuration"].commands == []
+
+
 def test_a_host_without_a_usable_python_fails_alone_with_the_fix(monkeypatch):
     ops = plan_hosts([("@fake/ws", linux_host(python=False, **PULL))], monkeypatch)["@fake/ws"].by_name()
     assert "@fake/ws: pull mode needs python3 (3.11 or newer, with venv) on the host (apt-get install python3-venv git)" \
