@@ -16,15 +16,16 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import requests
+from pydantic import ValidationError
 from pyinfra.api.exceptions import PyinfraError
 
-from .pull import (LOCK, PULL_HOME, PULL_SETTINGS, STATE_DIR, STATUS, PullSettings, Status, doctor_summary, due,
+from .localfiles import write_atomically
+from .pull import (LOCK, PULL_HOME, REVISION, PULL_SETTINGS, STATE_DIR, STATUS, PullSettings, Status, doctor_summary, due,
                    now_iso, operations, parse_settings, parse_status)
 
 VENV = f"{PULL_HOME}/venv"
@@ -49,12 +50,8 @@ def exclusive(path: str) -> Iterator[bool]:
 
 
 def write_status(status: Status, path: str = STATUS) -> None:
-    """Atomically, in root's own directory."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".last-run.")
-    with os.fdopen(fd, "w") as out:
-        out.write(status.model_dump_json(indent=1) + "\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    """In root's own directory, whole or not at all."""
+    write_atomically(Path(path), status.model_dump_json(indent=1) + "\n")
 
 
 def _last_line(text: str) -> str:
@@ -67,14 +64,18 @@ def fetch_revision(settings: PullSettings) -> str:
     if settings.config_url.endswith(".tar.gz"):
         answer = requests.get(f"{settings.config_url}.sha256", timeout=30)
         answer.raise_for_status()
-        return answer.text.split()[0]
-    git = settings.git or "git"
-    done = subprocess.run([git, "-C", CONFIG, "fetch", "--quiet", "origin", settings.branch], capture_output=True,
-                          text=True, timeout=600)
-    if done.returncode != 0:
-        raise RuntimeError(f"cannot fetch {settings.config_url}: {_last_line(done.stderr)}")
-    return subprocess.run([git, "-C", CONFIG, "rev-parse", "FETCH_HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+        revision = answer.text[:200].split()[0] if answer.text.strip() else ""
+    else:
+        git = settings.git or "git"
+        done = subprocess.run([git, "-C", CONFIG, "fetch", "--quiet", "origin", settings.branch],
+                              capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"cannot fetch {settings.config_url}: {_last_line(done.stderr)}")
+        revision = subprocess.run([git, "-C", CONFIG, "rev-parse", "FETCH_HEAD"], capture_output=True, text=True,
+                                  check=True).stdout.strip()
+    if not REVISION.fullmatch(revision):
+        raise RuntimeError(f"{settings.config_url}: not a revision: {revision[:80]!r}")
+    return revision
 
 
 def installed_revision() -> str | None:
@@ -110,10 +111,14 @@ def attempt(settings: PullSettings, last: Status | None, now: float) -> Status:
         return status.model_copy(update={"reason": f"the toolkit at {revision[:12]} failed: "
                                                    f"{_last_line(applied.stderr)}"})
     update = {k: outcome[k] for k in ("result", "reason", "operations", "changes", "sizing", "doctor", "versions")
-              if k in outcome}
+              if isinstance(outcome, dict) and k in outcome}
     if update.get("result") == "ok":
         update.update(applied_revision=revision, last_success=status.when, consecutive_failures=0)
-    return status.model_copy(update=update)
+    try:  # validated: what the toolkit of a new revision printed is held to the status's types
+        return Status.model_validate(status.model_dump() | update)
+    except ValidationError as exc:
+        return status.model_copy(update={"reason": f"the toolkit at {revision[:12]} answered unreadably: "
+                                                   f"{exc.errors()[0]['msg']}"})
 
 
 def report(status: Status, settings: PullSettings) -> str:

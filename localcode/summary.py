@@ -10,12 +10,12 @@ failed and its last error line."""
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .localfiles import write_atomically
 
 LAST_RUN = "localcode-last-run.json"
 
@@ -99,13 +99,7 @@ def lines(summary: list[dict[str, Any]]) -> list[str]:
 
 def write(summary: list[dict[str, Any]], directory: Path) -> Path:
     """`localcode-last-run.json` in `directory`, written atomically."""
-    path = directory / LAST_RUN
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{LAST_RUN}.")
-    with os.fdopen(fd, "w") as out:
-        json.dump({"hosts": summary}, out, indent=2)
-        out.write("\n")
-    os.replace(tmp, path)
-    return path
+    return write_atomically(directory / LAST_RUN, json.dumps({"hosts": summary}, indent=2) + "\n", 0o600)
 
 
 def read(directory: Path) -> list[dict[str, Any]] | None:

@@ -30,6 +30,8 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import parse_wheel_filename
 
+from .localfiles import write_atomically
+
 WHEELS_DIR = "wheels"
 REQUIREMENTS = "requirements.txt"
 LINK_PAGE = "index.html"
@@ -152,11 +154,8 @@ def resolve(platform: str, python: str, requirements: Sequence[str]) -> list[Pin
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def fetch(directory: Path, pins: Sequence[Pin], platform: str, python: str) -> None:
@@ -187,16 +186,9 @@ def gather(root: Path, platforms: Sequence[str], pythons: Sequence[str]) -> list
             sets[(platform, python)] = resolve(platform, python, requirements)
             fetch(directory, sets[(platform, python)], platform, python)
     wheel_names = sorted({p.filename for pins in sets.values() for p in pins})
-    written = [_write(directory / REQUIREMENTS, requirements_text(sets)), _write(directory / LINK_PAGE, link_page(wheel_names))]
+    written = [write_atomically(directory / REQUIREMENTS, requirements_text(sets)),
+               write_atomically(directory / LINK_PAGE, link_page(wheel_names))]
     files = [directory / name for name in wheel_names] + written
     return [(f"{WHEELS_DIR}/{f.name}", f.stat().st_size, _sha256(f)) for f in files]
 
-
-def _write(path: Path, text: str) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    return path
 
