@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from localcode.settings import SOURCE_KEYS
+
 from .spec import LabHost, LabSpec
 from .state import load_state
 
@@ -31,10 +33,9 @@ def source_data(source: str, spec: LabSpec, mirror_root: Path) -> dict[str, Any]
         # The lab's release mirror is laid out like the real sources: only the base changes.
         return {"ollama_url_template": f"{mirror}/ollama/releases/download/v{{version}}/{{file}}",
                 "claude_url_template": f"{mirror}/claude-code-releases/{{version}}/{{file}}"}
-    kinds = ("ollama_source", "claude_source", "model_source")
     if source == "mirror":
-        return {**{k: "mirror" for k in kinds}, "mirror_url": f"{mirror}/bundle"}
-    return {**{k: "bundle" for k in kinds}, "bundle_dir": str(lab_bundle_dir(mirror_root))}
+        return {**dict.fromkeys(SOURCE_KEYS, "mirror"), "mirror_url": f"{mirror}/bundle"}
+    return {**dict.fromkeys(SOURCE_KEYS, "bundle"), "bundle_dir": str(lab_bundle_dir(mirror_root))}
 
 
 def lab_groups(lab_name: str) -> dict[str, list[HostEntry]]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .settings import PYINFRA_KEY_PREFIXES, HostConfig
+from .settings import PYINFRA_KEY_PREFIXES, SOURCE_KEYS, HostConfig
 
 DEFAULT_INVENTORY = "inventory/team.py"
 
@@ -90,11 +90,10 @@ def onboard_data(entry: Entry, developer: str | None, bundle: str | None, mirror
     if developer and developer != "root":
         listed = list(data.get("developer_users") or [])
         data["developer_users"] = listed + [developer] * (developer not in listed)
-    kinds = ("ollama_source", "claude_source", "model_source")
     if bundle is not None:
-        data.update({k: "bundle" for k in kinds}, bundle_dir=str(Path(bundle).resolve()))
+        data.update(dict.fromkeys(SOURCE_KEYS, "bundle"), bundle_dir=str(Path(bundle).resolve()))
     elif mirror is not None:
-        data.update({k: "mirror" for k in kinds}, mirror_url=mirror.rstrip("/"))
+        data.update(dict.fromkeys(SOURCE_KEYS, "mirror"), mirror_url=mirror.rstrip("/"))
     return data
 
 

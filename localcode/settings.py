@@ -416,6 +416,7 @@ def _shared_project_problems(projects: dict[str, tuple[str, ...]]) -> list[ItemP
 OwnDir = Annotated[str, AfterValidator(_check_own_dir)]
 AbsoluteDir = Annotated[str, AfterValidator(_check_absolute_dir)]
 Source = Literal["internet", "bundle", "mirror"]
+SOURCE_KEYS = ("ollama_source", "claude_source", "model_source")
 # Data keys that belong to pyinfra itself (connectors, global arguments), not to us.
 PYINFRA_KEY_PREFIXES = ("ssh_", "fake_", "local_", "chroot_", "docker_", "podman_", "winrm_", "vagrant_",
                         "terraform_", "dockerssh_", "_")
@@ -605,6 +606,10 @@ class HostConfig(BaseModel):
         _refuse_items("ollama_environment", problems)
         return checked
 
+    def sources(self) -> dict[str, Source]:
+        """Where each kind comes from, by its key."""
+        return {key: getattr(self, key) for key in SOURCE_KEYS}
+
     def catalog(self) -> Catalog:
         return effective_catalog(self.extra_models, self.model_preferences)
 
@@ -709,8 +714,7 @@ def _cross_check(config: HostConfig, for_deploy: bool) -> list[str]:
         problems.append(f"  ollama_host = {config.ollama_host!r}: binds Ollama's unauthenticated API beyond "
                         f"loopback (127.x.x.x, [::1] or localhost); set ollama_allow_remote = True for this host "
                         f"if that is intended")
-    sources = {"ollama_source": config.ollama_source, "claude_source": config.claude_source,
-               "model_source": config.model_source}
+    sources = config.sources()
     if "bundle" in sources.values():
         if config.bundle_dir is None:
             problems.append(f"  bundle_dir = None: {[k for k, v in sources.items() if v == 'bundle']} use the bundle; "
