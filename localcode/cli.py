@@ -176,7 +176,7 @@ def _fleet_reports(args: argparse.Namespace) -> int:
         args.html.write_text(pull.fleet_html(statuses, time.time(), str(args.reports), stamp))
     print(json.dumps([s.model_dump() for s in statuses], indent=2) if args.json
           else pull.fleet_table(statuses, time.time()))
-    return 0 if statuses and all(s.result == "ok" and s.doctor.get("ok") for s in statuses) else 1
+    return 0 if statuses and all(s.result == "ok" and s.doctor and s.doctor["ok"] for s in statuses) else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,11 +10,13 @@ after failures, when the back-off has; `systemctl start localcode-pull.service` 
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from typing_extensions import TypedDict  # pydantic reads typing's only from Python 3.12
 
 from .rendering import render
 from .report import text_table
@@ -27,6 +29,8 @@ STATUS = f"{STATE_DIR}/last-run.json"
 LOCK = f"{STATE_DIR}/pull.lock"
 CHECK_EVERY_S = 15 * 60
 FIRST_BACKOFF_S = 15 * 60
+REVISION = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # a git commit, or a configuration tarball's sha256
+REPORT_MAX_BYTES = 1 << 20  # a status file is about 2 KB
 UNITS = ("localcode-pull.service", "localcode-pull-scheduled.service", "localcode-pull.timer")
 LAUNCH_DAEMON = "/Library/LaunchDaemons/com.localcode.pull.plist"
 
@@ -52,7 +56,7 @@ def settings_for(config: HostConfig, host_name: str) -> PullSettings | None:
     """The pull settings this host's data asks for (None: pull mode off)."""
     if config.pull_interval is None or config.pull_config_url is None:
         return None
-    mirrored = "mirror" in (config.ollama_source, config.claude_source, config.model_source)
+    mirrored = "mirror" in config.sources().values()
     return PullSettings(host=config.inventory_name or host_name, config_url=config.pull_config_url,
                         branch=config.pull_config_branch, inventory=config.pull_inventory,
                         interval_s=interval_seconds(config.pull_interval), report_url=config.pull_report_url,
@@ -70,23 +74,44 @@ def parse_settings(text: str) -> PullSettings:
         raise ValueError(f"{PULL_SETTINGS}: not what a push writes: {exc.errors()[0]['msg']}") from None
 
 
+def _check_time(value: str) -> str:
+    """An ISO 8601 time with its zone (a report from a host is read strictly)."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("expected an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        raise ValueError("expected a time with its zone")
+    return value
+
+
+Time = Annotated[str, AfterValidator(_check_time)]
+Revision = Annotated[str, Field(pattern=REVISION.pattern)]
+
+
+class DoctorVerdict(TypedDict):
+    ok: bool
+    failed: dict[str, str]   # check -> its detail
+
+
 class Status(BaseModel):
-    """One run, as last-run.json records it and the report URL receives it."""
+    """One run, as last-run.json records it and the report URL receives it. Collected reports
+    come from hosts: every field is checked before a table or page shows it."""
 
     model_config = ConfigDict(extra="forbid")
-    host: str
-    when: str                               # ISO 8601, UTC
+    host: str = Field(pattern=r"^[A-Za-z0-9@][A-Za-z0-9@/._-]{0,252}$")
+    when: Time                              # ISO 8601, UTC
     result: Result
     reason: str = ""
-    revision: str | None = None             # the configuration revision this run applied (or tried)
-    applied_revision: str | None = None     # the last revision that converged
-    last_success: str | None = None
-    consecutive_failures: int = 0
+    revision: Revision | None = None        # the configuration revision this run applied (or tried)
+    applied_revision: Revision | None = None  # the last revision that converged
+    last_success: Time | None = None
+    consecutive_failures: int = Field(0, ge=0)
     versions: dict[str, str] = Field(default_factory=dict)
     sizing: str = ""
     changes: list[str] = Field(default_factory=list)
     operations: list[dict[str, str]] = Field(default_factory=list)  # {"name", "result": changed|no change|error}
-    doctor: dict[str, Any] = Field(default_factory=dict)            # {"ok": bool, "failed": {check: detail}}
+    doctor: DoctorVerdict | None = None
     report: str = ""                                                # how sending it to report_url went
 
 
@@ -139,7 +164,7 @@ def operations(results: dict | None) -> list[dict[str, str]]:
     return out
 
 
-def doctor_summary(report: dict | None) -> tuple[dict[str, Any], dict[str, str]]:
+def doctor_summary(report: dict | None) -> tuple[DoctorVerdict, dict[str, str]]:
     """The doctor's verdict ({"ok", "failed"}) and the versions it saw, from its JSON for one host."""
     if not report:
         return {"ok": False, "failed": {"doctor": "no report"}}, {}
@@ -155,7 +180,9 @@ def read_reports(directory: Path) -> tuple[list[Status], list[str]]:
     statuses, unreadable = [], []
     for path in sorted(directory.glob("*.json")):
         try:
-            status = parse_status(path.read_text())
+            with open(path, "rb") as upload:
+                raw = upload.read(REPORT_MAX_BYTES + 1)
+            status = parse_status(raw.decode()) if len(raw) <= REPORT_MAX_BYTES else None
         except (OSError, UnicodeDecodeError):
             status = None
         if status is None:
@@ -165,10 +192,14 @@ def read_reports(directory: Path) -> tuple[list[Status], list[str]]:
     return statuses, unreadable
 
 
+def _age_s(status: Status, now: float) -> float:
+    return now - datetime.fromisoformat(status.when).timestamp()
+
+
 def fleet_html(statuses: list[Status], now: float, directory: str, generated: str) -> str:
     rows = []
     for s in sorted(statuses, key=lambda s: s.host):
-        age = now - (_seconds(s.when) or now)
+        age = _age_s(s, now)
         rows.append(s.model_dump() | {"age": f"{age / 3600:.1f} h ago", "stale": age > 2 * 86400})
     return render("fleet-status.html.j2", statuses=rows, converged=sum(s.result == "ok" for s in statuses),
                   directory=directory, generated=generated).decode()
@@ -178,8 +209,8 @@ def fleet_table(statuses: list[Status], now: float) -> str:
     """The fleet as its collected status files show it."""
     rows = []
     for s in sorted(statuses, key=lambda s: s.host):
-        age = now - (_seconds(s.when) or now)
-        doctor = "-" if not s.doctor else ("ok" if s.doctor.get("ok") else f"fail: {', '.join(s.doctor.get('failed', {}))}")
+        age = _age_s(s, now)
+        doctor = "-" if not s.doctor else ("ok" if s.doctor["ok"] else f"fail: {', '.join(s.doctor['failed'])}")
         rows.append([s.host, f"{s.when} ({age / 3600:.1f} h ago)", s.result, (s.revision or "-")[:12],
                      (s.applied_revision or "-")[:12], s.sizing or "-", doctor, s.reason or "-"])
     return text_table(["HOST", "LAST RUN", "RESULT", "REVISION", "APPLIED", "SIZING", "DOCTOR", "WHY"], rows)

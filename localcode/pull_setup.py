@@ -11,12 +11,14 @@ from dataclasses import dataclass
 
 from pyinfra import host
 from pyinfra.api import FactBase, operation
+from pyinfra.api.exceptions import FactProcessError
 from pyinfra.operations import systemd
 
 from . import helper_scripts, summary
 from .facts import MARK, sections
 from .ops import failure
-from .pull import LAUNCH_DAEMON, PULL_HOME, PULL_SETTINGS, UNITS, PullSettings, settings_for, settings_text
+from .pull import (LAUNCH_DAEMON, PULL_HOME, PULL_SETTINGS, REVISION, UNITS, PullSettings, settings_for,
+                   settings_text)
 from .rendering import render
 from .settings import HostConfig, interval_seconds
 from .shell import command, sh_quote
@@ -29,6 +31,7 @@ LABEL = "com.localcode.pull"
 PYTHONS = {"Linux": ("/usr/bin/python3", "/usr/local/bin/python3"),
            "Darwin": ("/opt/homebrew/bin/python3", "/usr/local/bin/python3")}
 GITS = {"Linux": ("/usr/bin/git", "/usr/local/bin/git"), "Darwin": ("/opt/homebrew/bin/git", "/usr/local/bin/git")}
+PROGRAMS = frozenset(p for table in (PYTHONS, GITS) for paths in table.values() for p in paths)
 
 
 @dataclass(frozen=True)
@@ -64,15 +67,23 @@ class PullHostFact(FactBase):
         ])
 
     def process(self, output: list[str]) -> PullHost:
+        """Strictly: a program only from our own candidate list, a revision only as a git or
+        sha256 hex digest (the revision files sit in root's tree, but a mangled one must not
+        pass for a match)."""
         s = sections(output)
 
-        def one(name: str) -> str | None:
+        def one(name: str, allowed) -> str | None:
             lines = [line.strip() for line in s.get(name, []) if line.strip()]
+            if lines and not allowed(lines[0]):
+                raise FactProcessError(f"pull mode: unexpected {name} report: {lines[0][:80]!r}")
             return lines[0] if lines else None
 
+        def revision(value: str) -> bool:
+            return REVISION.fullmatch(value) is not None
+
         state = [line.strip() for line in s.get("scheduled", [])]
-        return PullHost(one("python"), one("git"), one("toolkit"), one("config"),
-                        "enabled" in state and "active" in state)
+        return PullHost(one("python", PROGRAMS.__contains__), one("git", PROGRAMS.__contains__),
+                        one("toolkit", revision), one("config", revision), "enabled" in state and "active" in state)
 
     def default(self) -> PullHost:
         return PullHost(None, None, None, None, False)
@@ -162,12 +173,11 @@ def setup(config: HostConfig, os_name: str, observed: dict) -> None:
              f"as {settings.host} of {settings.inventory}")
     installed = toolkit(name="Pull mode: toolkit and configuration", settings=settings, python=state.python,
                         state=state)
-    files = ensure_files(name="Pull mode: settings and schedule", files=_files(settings, config, os_name),
-                         observed=observed)
+    wanted = _files(settings, config, os_name)
+    written = ensure_files(name="Pull mode: settings and schedule", files=wanted, observed=observed)
     if os_name == "Linux":
-        systemd.daemon_reload(name="Reload systemd units (pull mode)", _if=files.did_change)
+        systemd.daemon_reload(name="Reload systemd units (pull mode)", _if=written.did_change)
     scheduled(name="Pull mode: scheduled", os_name=os_name, state=state,
-              reload=any(not up_to_date(f, observed.get(f.path)) for f in _files(settings, config, os_name)
-                         if f.path != PULL_SETTINGS))
+              reload=any(not up_to_date(f, observed.get(f.path)) for f in wanted if f.path != PULL_SETTINGS))
     summary.change(host, f"pull mode every {config.pull_interval}", installed)
 

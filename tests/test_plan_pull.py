@@ -100,6 +100,23 @@ def test_the_fleet_table_comes_from_collected_files(tmp_path):
     assert "num_ctx = &#39;lots&#39;" in page and "<script" not in page
 
 
+@pytest.mark.parametrize("change", [
+    {"when": "yesterday"},                                   # not a time
+    {"when": "2026-12-03T06:51:26"},                         # no zone
+    {"revision": "HEAD; rm -rf /"},                          # not a revision
+    {"consecutive_failures": -1},
+    {"doctor": {"ok": "maybe", "failed": []}},               # not the doctor's verdict
+    {"host": "<script>alert(1)</script>"},
+    {"surprise": 1},                                         # a key no run writes
+])
+def test_a_report_from_a_host_is_read_strictly(tmp_path, change):
+    good = json.loads(status().model_dump_json())
+    (tmp_path / "ws.json").write_text(json.dumps(good | change))
+    (tmp_path / "big.json").write_text(json.dumps(good | {"reason": "x" * pull.REPORT_MAX_BYTES}))
+    statuses, unreadable = pull.read_reports(tmp_path)
+    assert statuses == [] and unreadable == ["big.json", "ws.json"]
+
+
 # The deploy step at plan level.
 
 def linux_host(python: bool = True, **data) -> dict:
@@ -152,6 +169,26 @@ def test_a_host_without_a_usable_python_fails_alone_with_the_fix(monkeypatch):
     ops = plan_hosts([("@fake/ws", linux_host(python=False, **PULL))], monkeypatch)["@fake/ws"].by_name()
     assert "@fake/ws: pull mode needs python3 (3.11 or newer, with venv) on the host (apt-get install python3-venv git)" \
         in ops["Pull mode"].text() and "exit 1" in ops["Pull mode"].text()
+
+
+@pytest.mark.parametrize(("section", "line"), [
+    ("python", "/tmp/evil/python3"), ("git", "/home/dev/bin/git"), ("toolkit", "main"), ("config", "a" * 39 + "Z"),
+])
+def test_the_pull_fact_is_parsed_strictly(section, line):
+    from pyinfra.api.exceptions import FactProcessError
+
+    from localcode.pull_setup import PullHostFact
+
+    answer = {"python": "/usr/bin/python3", "git": "/usr/bin/git", "toolkit": "a" * 40, "config": "b" * 64,
+              "scheduled": "enabled"}
+    def output() -> list[str]:
+        return [text for name, value in answer.items() for text in (f"{M}{name}", value)]
+
+    fact = PullHostFact()
+    assert fact.process(output()).config_revision == "b" * 64
+    answer[section] = line
+    with pytest.raises(FactProcessError, match=f"unexpected {section} report"):
+        fact.process(output())
 
 
 def test_pull_mode_off_touches_nothing_that_is_not_there(monkeypatch):
